@@ -1,0 +1,377 @@
+"""The `teddywatch` command: parses arguments, wires parts together, maps errors to exit codes.
+
+Known user mistakes (a bad config, a model that cannot load) print one paragraph and exit 2;
+Ctrl-C exits 130; anything else is a bug: one line here, the traceback in the log file (and on
+stderr with -v).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
+
+from teddywatch import __version__, resources
+from teddywatch.config import IMAGE_PATTERNS, Config, ConfigError, find_config, load_config, to_toml
+from teddywatch.engines import ENGINES, ModelError
+from teddywatch.logsetup import setup_logging
+from teddywatch.results import FileId, Job, Result
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake in the command line itself (a missing file, say)."""
+
+
+# --- entry point ---------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # -v and --config may come before or after the command; SUPPRESS keeps a later parser from
+    # resetting what an earlier one read, so fill in the defaults here.
+    args.verbose = getattr(args, "verbose", False)
+    args.config = getattr(args, "config", None)
+    log_file = setup_logging(verbose=args.verbose)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_USER
+    try:
+        return args.handler(args)
+    except (ConfigError, ModelError, UsageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `teddywatch classify ... | head` closed our stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as exc:
+        log.debug("unexpected error", exc_info=True)
+        where = f"; details in {log_file}" if log_file else ""
+        print(f"teddywatch failed: {type(exc).__name__}: {exc}{where}", file=sys.stderr)
+        if args.verbose:
+            raise
+        return EXIT_BUG
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="show debug messages and full tracebacks")
+    common.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS,
+                        help=f"config file (default: {resources.default_config_path()})")
+    parser = argparse.ArgumentParser(
+        prog="teddywatch", parents=[common],
+        description="Watch folders for new images and classify each one with a fast.ai model.")
+    parser.add_argument("--version", action="version", version=f"teddywatch {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands, common)
+    return parser
+
+
+# --- config --------------------------------------------------------------------------------
+
+def _add_config(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    config = commands.add_parser("config", parents=[common], help="check, show or create the config")
+    actions = config.add_subparsers(title="actions", metavar="ACTION")
+    check = actions.add_parser("check", parents=[common], help="validate a config file")
+    check.add_argument("file", nargs="?", type=Path, help="config file (default: the active one)")
+    check.set_defaults(handler=cmd_config_check)
+    show = actions.add_parser("show", parents=[common],
+                              help="print the effective config, defaults filled in")
+    show.set_defaults(handler=cmd_config_show)
+    init = actions.add_parser("init", parents=[common],
+                              help="write the documented example config (never overwrites)")
+    init.set_defaults(handler=cmd_config_init)
+    config.set_defaults(handler=lambda args: _print_help(config))
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_USER
+
+
+def active_config(args: argparse.Namespace) -> Config:
+    """The config named by --config, else the user's, else built-in defaults."""
+    return load_config(find_config(args.config))
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    path = args.file or find_config(args.config)
+    if path is None:
+        print(f"no config file at {resources.default_config_path()}; built-in defaults apply "
+              "(create one with 'teddywatch config init')")
+        return EXIT_OK
+    load_config(path)
+    print(f"{path}: OK")
+    return EXIT_OK
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    print(to_toml(active_config(args)))
+    return EXIT_OK
+
+
+def cmd_config_init(args: argparse.Namespace) -> int:
+    target = args.config or resources.default_config_path()
+    if target.exists():
+        print(f"{target} already exists; leaving it as it is "
+              "(check it with 'teddywatch config check')")
+        return EXIT_OK
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "x", encoding="utf-8") as handle:  # "x": never overwrite, even in a race
+        handle.write(resources.example_config_text())
+    print(f"wrote {target}")
+    return EXIT_OK
+
+
+# --- classify ------------------------------------------------------------------------------
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, metavar="M",
+                        help="a .onnx model (with its .json) or a fast.ai export .pkl "
+                             "(default: [model] path, else the bundled bear model)")
+    parser.add_argument("--engine", choices=ENGINES, help="default: [model] engine")
+    parser.add_argument("--code", type=Path, action="append", metavar="FILE", default=[],
+                        help="a Python file defining functions the .pkl learner needs "
+                             "(its labelling function); repeatable")
+    parser.add_argument("--threads", type=int, metavar="N", help="engine threads (0 = automatic)")
+
+
+def _add_classify(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    classify = commands.add_parser("classify", parents=[common],
+                                   help="classify image files or folders and print the results")
+    classify.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
+    _add_model_options(classify)
+    classify.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                          help="table for people; csv or json (JSON Lines) for scripts")
+    classify.add_argument("--top", type=int, default=1, metavar="K",
+                          help="also show the K best labels with their probabilities")
+    classify.add_argument("--threshold", type=float, metavar="P",
+                          help="unsure below this confidence (default: config, else the model's)")
+    classify.add_argument("--batch-size", type=int, metavar="N", help="images per model call")
+    classify.set_defaults(handler=cmd_classify)
+
+
+def open_engine(args: argparse.Namespace, config: Config):
+    """Load the engine named by the command line, falling back to the config."""
+    from teddywatch.engines import load_engine
+
+    model = args.model or config.model.path
+    if model.suffix.lower() in (".pkl", ".pth") and args.model is None:
+        log.debug("using the configured fast.ai learner %s", model)
+    return load_engine(model, args.engine or config.model.engine,
+                       threads=config.model.threads if args.threads is None else args.threads,
+                       code=tuple(args.code) or config.model.code)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    if args.top < 1:
+        raise UsageError("--top must be 1 or more")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise UsageError("--threshold must be between 0 and 1")
+    config = active_config(args)
+    files = list(iter_image_files(args.paths))
+    engine = open_engine(args, config)
+    threshold = _first_set(args.threshold, config.model.unsure_threshold, engine.default_threshold)
+    batch_size = args.batch_size or config.model.batch_size
+    writer = OUTPUT_FORMATS[args.format](sys.stdout, args.top)
+    from teddywatch.worker import classify_batch
+
+    with _Progress(len(files)) as progress:
+        for batch in _chunks(files, batch_size):
+            jobs, unreadable = _jobs_for(batch, engine.model_id)
+            for result in unreadable + classify_batch(engine, jobs, threshold):
+                writer(result)
+            progress.advance(len(batch))
+    engine.close()
+    return EXIT_OK
+
+
+def _first_set(*values: float | None) -> float:
+    return next(v for v in values if v is not None)
+
+
+def iter_image_files(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files given are taken as they are; folders are walked for image files, sorted."""
+    import fnmatch
+
+    for path in paths:
+        if path.is_dir():
+            for root, dirs, names in os.walk(path):
+                dirs.sort()
+                for name in sorted(names):
+                    if any(fnmatch.fnmatch(name.lower(), p) for p in IMAGE_PATTERNS):
+                        yield Path(root) / name
+        elif path.exists():
+            yield path
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+
+
+def _jobs_for(paths: Sequence[Path], model_id: str) -> tuple[list[Job], list[Result]]:
+    jobs, unreadable = [], []
+    for path in paths:
+        try:
+            jobs.append(Job(FileId.of(path)))
+        except OSError as exc:
+            unreadable.append(Result.failed(str(path), f"cannot read the file: {exc.strerror}",
+                                            model=model_id))
+    return jobs, unreadable
+
+
+def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+class _Progress:
+    """A one-line progress counter on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.enabled = sys.stderr.isatty() and total > 1
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.enabled:
+            width = 30
+            filled = width * self.done // self.total
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
+                             f"{self.done}/{self.total}")
+            sys.stderr.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _top_text(result: Result, k: int) -> str:
+    return " ".join(f"{label}:{p:.3f}" for label, p in result.top[:k])
+
+
+def _table_writer(out: TextIO, top: int) -> Callable[[Result], None]:
+    def write(result: Result) -> None:
+        shown = f"{result.label} {result.confidence:6.1%}" if result.status != "error" \
+            else "error"
+        extra = f"  [{_top_text(result, top)}]" if top > 1 and result.top else ""
+        detail = f"  ({result.detail})" if result.detail else ""
+        out.write(f"{shown:<18} {result.status:<7} {result.path}{extra}{detail}\n")
+        out.flush()
+    return write
+
+
+CSV_COLUMNS = ("path", "label", "confidence", "status", "detail", "model", "seconds")
+
+
+def _csv_writer(out: TextIO, top: int) -> Callable[[Result], None]:
+    from teddywatch.csvcells import spreadsheet_safe
+
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS + (("top",) if top > 1 else ()))
+
+    def write(result: Result) -> None:
+        row = [result.path, result.label, f"{result.confidence:.4f}", result.status,
+               result.detail, result.model, f"{result.seconds:.4f}"]
+        if top > 1:
+            row.append(_top_text(result, top))
+        writer.writerow([spreadsheet_safe(cell) for cell in row])
+        out.flush()
+    return write
+
+
+def _json_writer(out: TextIO, top: int) -> Callable[[Result], None]:
+    def write(result: Result) -> None:
+        record = {"path": result.path, "label": result.label,
+                  "confidence": round(result.confidence, 4), "status": result.status,
+                  "detail": result.detail, "model": result.model,
+                  "seconds": round(result.seconds, 4),
+                  "top": [{"label": label, "confidence": round(p, 4)}
+                          for label, p in result.top[:top]]}
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+    return write
+
+
+OUTPUT_FORMATS = {"table": _table_writer, "csv": _csv_writer, "json": _json_writer}
+
+
+# --- train and export ----------------------------------------------------------------------
+
+def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    train = commands.add_parser(
+        "train", parents=[common],
+        help="train a fast.ai classifier from a folder per label (needs the [fastai] extra)")
+    train.add_argument("data_dir", type=Path, metavar="DATA_DIR",
+                       help="a folder with one sub-folder of images per label")
+    train.add_argument("--arch", default="efficientnet_lite0",
+                       help="efficientnet_lite0 (ImageNet weights shipped offline), resnet18 or "
+                            "resnet34 (random init: nothing is downloaded)")
+    train.add_argument("--epochs", type=int, default=None, metavar="N")
+    train.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
+                       help="where the learner, ONNX model, metadata and reports go")
+    train.set_defaults(handler=cmd_train)
+
+
+def _add_export(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    export = commands.add_parser(
+        "export", parents=[common],
+        help="convert a fast.ai learner .pkl to ONNX + metadata (needs the [fastai] extra)")
+    export.add_argument("learner", type=Path, metavar="LEARNER.pkl")
+    export.add_argument("--out", type=Path, metavar="M.onnx",
+                        help="default: the learner's name with .onnx")
+    export.add_argument("--code", type=Path, action="append", metavar="FILE", default=[],
+                        help="a Python file defining functions the learner needs; repeatable")
+    export.add_argument("--check", type=Path, action="append", metavar="IMAGE", default=[],
+                        help="images to compare both engines on (default: a few built-in ones)")
+    export.set_defaults(handler=cmd_export)
+
+
+def _training_module():
+    try:
+        from teddywatch import training
+    except ImportError as exc:
+        raise ModelError(
+            f"this command needs fast.ai and PyTorch, which this installation lacks ({exc}). "
+            "Install the Python package with the extra: pip install 'teddywatch[fastai]'. "
+            "The frozen desktop app serves models but does not train or export them.") from None
+    return training
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if not args.data_dir.is_dir():
+        raise UsageError(f"{args.data_dir}: not a folder; expected one sub-folder per label")
+    training = _training_module()
+    options = {"arch": args.arch}
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    report = training.train(args.data_dir, args.out, **options)
+    print(report)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    training = _training_module()
+    report = training.export(args.learner, args.out, check_images=args.check, code=args.code)
+    print(report)
+    return EXIT_OK
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
+    _add_config, _add_classify, _add_train, _add_export,
+]

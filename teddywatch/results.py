@@ -1,0 +1,94 @@
+"""The records every part shares: a Job going in, a Prediction from an engine, a Result going out.
+
+Data flows one way: the watcher makes Jobs, the worker turns them into Results (asking an engine
+for Predictions), and the sinks consume Results. Nothing here imports any other teddywatch module.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+OK = "ok"
+UNSURE = "unsure"
+ERROR = "error"
+STATUSES = (OK, UNSURE, ERROR)
+
+# The label reported for a file that could not be classified at all.
+ERROR_LABEL = "error"
+
+
+@dataclass(frozen=True)
+class FileId:
+    """A file as the ledger knows it: an edited or replaced file has a new size or mtime."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str]) -> "FileId":
+        st = os.stat(path)
+        return cls(str(Path(path).absolute()), st.st_size, st.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to classify. `queued_at` is a time.monotonic() stamp for latency figures."""
+
+    file: FileId
+    queued_at: float = 0.0
+
+    @property
+    def path(self) -> str:
+        return self.file.path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What an engine says about one decoded image: labels with probabilities, best first."""
+
+    label: str
+    confidence: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome for one file, as logged, notified, sorted and shown in the tray."""
+
+    path: str
+    label: str
+    confidence: float
+    status: str
+    detail: str = ""
+    model: str = ""
+    seconds: float = 0.0
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc).astimezone())
+    size: int = -1
+    mtime_ns: int = -1
+    top: tuple[tuple[str, float], ...] = ()
+    # Where the file is now, when a sink moved or copied it; empty when it stayed put.
+    moved_to: str = ""
+
+    @property
+    def file(self) -> FileId:
+        return FileId(self.path, self.size, self.mtime_ns)
+
+    def with_destination(self, moved_to: str) -> "Result":
+        return replace(self, moved_to=moved_to)
+
+    @classmethod
+    def failed(cls, path: str, detail: str, *, model: str = "", size: int = -1,
+               mtime_ns: int = -1, seconds: float = 0.0) -> "Result":
+        """An `error` result: one line saying why the file could not be classified."""
+        one_line = " ".join(str(detail).split())
+        return cls(path=path, label=ERROR_LABEL, confidence=0.0, status=ERROR, detail=one_line,
+                   model=model, size=size, mtime_ns=mtime_ns, seconds=seconds)
+
+
+def status_for(confidence: float, threshold: float) -> str:
+    """`unsure` when the top confidence is under the threshold; the label is reported either way."""
+    return OK if confidence >= threshold else UNSURE

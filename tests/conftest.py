@@ -1,0 +1,40 @@
+"""Shared test helpers: an isolated user environment and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def user_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """HOME and the XDG folders point into tmp_path, so no test touches the real user's files."""
+    home = tmp_path / "home"
+    env = {
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_PICTURES_DIR": str(home / "Pictures"),
+    }
+    home.mkdir()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TEDDYWATCH_CONFIG", raising=False)
+    return dict(os.environ)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m teddywatch ARGS` the way a user would, capturing its output."""
+    return subprocess.run([sys.executable, "-m", "teddywatch", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=cwd or REPO)
