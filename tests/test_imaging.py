@@ -1,0 +1,185 @@
+"""Decoding users' files: every hostile kind is a DecodeError with one line, good ones come out RGB."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import FIXTURES
+from teddywatch.imaging import HEIF_SUPPORT, DecodeError, decode
+
+
+def photo(size: tuple[int, int] = (320, 240), color: tuple[int, int, int] = (120, 80, 40)) -> Image.Image:
+    """A small image with some structure, so encoders produce real data."""
+    image = Image.new("RGB", size, color)
+    for x in range(0, size[0], 16):
+        image.paste((x % 255, 200, 30), (x, 0, x + 8, size[1]))
+    return image
+
+
+def save(image: Image.Image, path: Path, fmt: str, **options) -> Path:
+    image.save(path, fmt, **options)
+    return path
+
+
+def bomb_png(path: Path, side: int = 40_000) -> Path:
+    """A valid 1-bit PNG of side x side pixels that is a few hundred KB on disk."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    row = b"\x00" * (1 + side // 8)
+    packer = zlib.compressobj(9)
+    body = b"".join(packer.compress(row * 1000) for _ in range(side // 1000)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def assert_one_line_error(path: Path, *words: str) -> str:
+    with pytest.raises(DecodeError) as caught:
+        decode(path)
+    message = str(caught.value)
+    assert message and "\n" not in message
+    for word in words:
+        assert word in message
+    return message
+
+
+# --- hostile files -------------------------------------------------------------------------
+
+def test_empty_file(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jpg"
+    empty.touch()
+    assert_one_line_error(empty, "empty file")
+
+
+def test_truncated_jpeg(tmp_path: Path) -> None:
+    whole = save(photo(), tmp_path / "whole.jpg", "JPEG").read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole[: len(whole) // 3])
+    assert_one_line_error(cut, "truncated")
+
+
+def test_text_named_jpg(tmp_path: Path) -> None:
+    text = tmp_path / "notes.jpg"
+    text.write_text("shopping list: honey, salmon, berries\n" * 10)
+    assert_one_line_error(text, "not an image", "looks like text")
+
+
+def test_random_bytes_named_png(tmp_path: Path) -> None:
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(os.urandom(4096))
+    assert_one_line_error(noise, "not an image")
+
+
+def test_decompression_bomb_is_refused_without_allocating(tmp_path: Path) -> None:
+    bomb = bomb_png(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 1_000_000
+    assert_one_line_error(bomb, "refused")
+
+
+def test_image_just_over_the_pixel_limit_is_refused(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Between 1x and 2x the limit Pillow only warns; teddywatch still refuses.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    big = save(photo((300, 200)), tmp_path / "big.png", "PNG")
+    assert_one_line_error(big, "safety limit")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert_one_line_error(tmp_path / "gone.jpg", "disappeared")
+
+
+# --- files users really have ---------------------------------------------------------------
+
+def test_webp_named_jpg_is_read_by_its_bytes(tmp_path: Path) -> None:
+    misnamed = save(photo(), tmp_path / "holiday.jpg", "WEBP")
+    image = decode(misnamed)
+    assert image.mode == "RGB" and image.size == (320, 240)
+
+
+@pytest.mark.parametrize("fmt,suffix", [("PNG", "png"), ("BMP", "bmp"), ("TIFF", "tif"),
+                                        ("GIF", "gif"), ("WEBP", "webp"), ("AVIF", "avif")])
+def test_common_formats(tmp_path: Path, fmt: str, suffix: str) -> None:
+    image = decode(save(photo(), tmp_path / f"a.{suffix}", fmt))
+    assert image.mode == "RGB" and image.size == (320, 240)
+
+
+@pytest.mark.skipif(not HEIF_SUPPORT, reason="pillow-heif is not installed")
+def test_heic(tmp_path: Path) -> None:
+    image = decode(save(photo(), tmp_path / "IMG_0001.HEIC", "HEIF"))
+    assert image.mode == "RGB" and image.size == (320, 240)
+
+
+def test_animated_gif_gives_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (64, 64), c) for c in ((250, 0, 0), (0, 0, 250))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    red, green, blue = decode(path).getpixel((32, 32))
+    assert red > 200 and blue < 50
+
+
+def test_transparent_png_is_flattened_on_white(tmp_path: Path) -> None:
+    rgba = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    rgba.paste((200, 0, 0, 255), (0, 0, 32, 64))
+    image = decode(save(rgba, tmp_path / "logo.png", "PNG"))
+    assert image.mode == "RGB"
+    assert image.getpixel((48, 32)) == (255, 255, 255)
+    assert image.getpixel((16, 32)) == (200, 0, 0)
+
+
+def test_palette_with_transparency(tmp_path: Path) -> None:
+    palette = photo((64, 64)).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
+    palette.info["transparency"] = 0
+    image = decode(save(palette, tmp_path / "icon.png", "PNG", transparency=0))
+    assert image.mode == "RGB"
+
+
+def test_sixteen_bit_greyscale_keeps_its_range(tmp_path: Path) -> None:
+    deep = Image.new("I;16", (32, 32), 32768)
+    image = decode(save(deep, tmp_path / "scan.png", "PNG"))
+    assert image.mode == "RGB" and 120 <= image.getpixel((0, 0))[0] <= 136
+
+
+def test_cmyk_jpeg(tmp_path: Path) -> None:
+    image = decode(save(photo().convert("CMYK"), tmp_path / "print.jpg", "JPEG"))
+    assert image.mode == "RGB"
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    path = save(photo((300, 200)), tmp_path / "phone.jpg", "JPEG", exif=exif.tobytes())
+    assert decode(path, min_size=200).size == (200, 300)
+
+
+def test_large_jpeg_is_decoded_in_draft_mode(tmp_path: Path) -> None:
+    path = save(photo((4000, 3000)), tmp_path / "camera.jpg", "JPEG", quality=80)
+    image = decode(path, min_size=224)
+    width, height = image.size
+    assert width <= 1000 and height <= 750  # scaled by at least 1/4 in the DCT
+    assert min(width, height) >= 224  # but never below what the model needs
+
+
+def test_fixtures_decode() -> None:
+    for path in sorted(FIXTURES.glob("*.jpg")):
+        image = decode(path)
+        assert image.mode == "RGB" and min(image.size) > 0
+
+
+def test_pillow_can_still_read_from_bytes_after_a_failure(tmp_path: Path) -> None:
+    # A failed decode must not leave Pillow in a bad state (open files, changed limits).
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(os.urandom(256))
+    with pytest.raises(DecodeError):
+        decode(noise)
+    buffer = io.BytesIO()
+    photo().save(buffer, "PNG")
+    buffer.seek(0)
+    assert Image.open(buffer).size == (320, 240)
