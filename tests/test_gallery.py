@@ -1,0 +1,139 @@
+"""The gallery page: escaping, the last N results, the thumbnail cache, atomic rewrites, and the
+page as headless Chromium renders it (thumbnail count, the label filter, no console errors)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from gui_tools import Chromium
+from teddywatch.gallery import Gallery, thumb_key
+from teddywatch.results import FileId, Result
+
+FIXTURES = Path(__file__).parent / "fixtures"
+HOSTILE = '<img src=x onerror="window.__pwned=1"> & \'quotes\'.jpg'
+
+
+def result_for(path: Path, label: str, confidence: float = 0.9, status: str = "ok",
+               minutes: int = 0, **extra) -> Result:
+    file = FileId.of(path)
+    stamp = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc) + timedelta(minutes=minutes)
+    return Result(path=file.path, label=label, confidence=confidence, status=status, time=stamp,
+                  size=file.size, mtime_ns=file.mtime_ns, **extra)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[tuple[Path, str]]:
+    """The fixture photos copied to a temp folder, plus one with a hostile name."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    out = []
+    for source in sorted(FIXTURES.glob("*.jpg")):
+        target = inbox / source.name
+        shutil.copy(source, target)
+        out.append((target, source.name.split("_")[0]))
+    hostile = inbox / HOSTILE
+    shutil.copy(FIXTURES / "teddy_1.jpg", hostile)
+    out.append((hostile, "teddy"))
+    return out
+
+
+def test_every_file_name_and_label_is_escaped(tmp_path: Path, photos) -> None:
+    gallery = Gallery(tmp_path / "site" / "gallery.html")
+    hostile_path = photos[-1][0]
+    gallery.add(result_for(hostile_path, '<b>"label"</b>'))
+    gallery.add(Result.failed(str(tmp_path / "<script>x()</script>.jpg"), 'bad "file" <i>'))
+    page = gallery.write().read_text(encoding="utf-8")
+    for raw in ("<img src=x", "<script>x()", '<b>"label"', "<i>"):
+        assert raw not in page
+    assert "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt; &amp; &#x27;quotes&#x27;.jpg" \
+        in page
+    assert "&lt;b&gt;&quot;label&quot;&lt;/b&gt;" in page
+
+
+def test_keeps_only_the_last_items_newest_first(tmp_path: Path, photos) -> None:
+    gallery = Gallery(tmp_path / "gallery.html", items=3)
+    for minute, (path, label) in enumerate(photos[:5]):
+        gallery.add(result_for(path, label, minutes=minute))
+    page = gallery.write().read_text(encoding="utf-8")
+    names = [p.name for p, _ in photos[:5]]
+    assert page.count('<figure class="card') == 3
+    assert names[0] not in page and names[1] not in page
+    assert page.index(names[4]) < page.index(names[3]) < page.index(names[2])
+
+
+def test_thumbnails_are_cached_renewed_on_change_and_pruned(tmp_path: Path, photos) -> None:
+    gallery = Gallery(tmp_path / "gallery.html", items=2)
+    (first, label), (second, label2), (third, label3) = photos[:3]
+    gallery.add_batch([result_for(first, label), result_for(second, label2)])
+    thumb = gallery.thumbs / f"{thumb_key(result_for(first, label))}.jpg"
+    made = thumb.stat()
+    gallery.add_batch([])  # a rewrite with nothing new reuses the cached file
+    assert thumb.stat().st_mtime_ns == made.st_mtime_ns and thumb.stat().st_ino == made.st_ino
+
+    os.utime(first, ns=(made.st_mtime_ns, made.st_mtime_ns + 10**9))  # the photo was edited
+    edited = result_for(first, label)
+    assert thumb_key(edited) != thumb.stem
+    gallery.add_batch([edited, result_for(third, label3)])  # pushes the two old results out
+    assert sorted(p.stem for p in gallery.thumbs.glob("*.jpg")) == sorted(
+        [thumb_key(edited), thumb_key(result_for(third, label3))])
+
+
+def test_rewrite_is_atomic_and_leaves_no_temp_files(tmp_path: Path, photos) -> None:
+    gallery = Gallery(tmp_path / "site" / "gallery.html")
+    gallery.add_batch([result_for(photos[0][0], "black")])
+    with open(gallery.page, encoding="utf-8") as old:  # a reader holding the old page
+        gallery.add_batch([result_for(photos[1][0], "black")])
+        assert old.read().count('<figure class="card') == 1  # replaced, never truncated
+    assert gallery.page.read_text(encoding="utf-8").count('<figure class="card') == 2
+    assert sorted(p.name for p in gallery.page.parent.iterdir()) == ["gallery.html", "thumbs"]
+
+
+def test_moved_file_is_shown_from_where_it_went(tmp_path: Path, photos) -> None:
+    source, label = photos[0]
+    result = result_for(source, label)
+    moved = tmp_path / "sorted" / label / source.name
+    moved.parent.mkdir(parents=True)
+    shutil.move(source, moved)
+    gallery = Gallery(tmp_path / "gallery.html")
+    page = gallery.add_batch([result.with_destination(str(moved))]).read_text(encoding="utf-8")
+    assert moved.as_uri() in page and 'class="nothumb"' not in page
+    assert len(list(gallery.thumbs.glob("*.jpg"))) == 1
+
+
+def test_page_renders_in_chromium_with_a_working_filter(tmp_path: Path, photos) -> None:
+    gallery = Gallery(tmp_path / "site" / "gallery.html")
+    results = [result_for(path, label, confidence=0.6 + i / 40, minutes=i,
+                          status="unsure" if i % 4 == 3 else "ok")
+               for i, (path, label) in enumerate(photos)]
+    results.append(Result.failed(str(tmp_path / "inbox" / "broken.jpg"), "not an image"))
+    gallery.add_batch(results)
+    expected_by_label = {label: sum(1 for _, l in photos if l == label) for _, label in photos}
+
+    browser = Chromium()
+    try:
+        browser.open(gallery.page.as_uri())
+        assert browser.evaluate("document.querySelectorAll('#cards .card').length") == \
+            len(photos) + 1
+        # Every thumbnail is a decoded image (the error result has a placeholder instead).
+        assert browser.evaluate(
+            "Array.from(document.querySelectorAll('#cards img'))"
+            ".filter(i => i.complete && i.naturalWidth > 0).length") == len(photos)
+        assert browser.evaluate("window.__pwned") is None  # the hostile name stayed text
+        for label, count in expected_by_label.items():
+            browser.evaluate(f"document.querySelector('#filters button[data-label=\"{label}\"]')"
+                             ".click()")
+            shown = browser.evaluate(
+                "Array.from(document.querySelectorAll('#cards .card:not([hidden])'))"
+                ".map(c => c.dataset.label)")
+            assert shown == [label] * count
+        browser.evaluate("document.querySelector('#filters button[data-label=\"\"]').click()")
+        assert browser.evaluate(
+            "document.querySelectorAll('#cards .card:not([hidden])').length") == len(photos) + 1
+        assert browser.console_errors() == []
+    finally:
+        browser.close()
