@@ -372,6 +372,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- run (the watch service) ---------------------------------------------------------------
+
+def _add_run(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    run = commands.add_parser("run", parents=[common],
+                              help="watch the configured folders and classify new images")
+    run.add_argument("--headless", action="store_true",
+                     help="no tray icon (servers, scripts); stop with Ctrl-C or SIGTERM")
+    run.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from teddywatch.ledger import LedgerError
+    from teddywatch.service import run_headless
+    from teddywatch.sinks.sort import SortError
+
+    config = active_config(args)
+    if not args.headless:  # the tray replaces this branch
+        print("the tray is not available yet; running headless", file=sys.stderr)
+    try:
+        return run_headless(config)
+    except (LedgerError, SortError) as exc:  # user-fixable, like a config error
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    _add_config, _add_classify, _add_train, _add_export,
+    _add_config, _add_classify, _add_train, _add_export, _add_run,
 ]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from teddywatch.csvcells import restore, spreadsheet_safe
-from teddywatch.results import FileId, Result
+from teddywatch.results import ERROR, FileId, Result
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class ReadBack:
     recent: deque[Result] = field(default_factory=lambda: deque(maxlen=RECENT_ROWS))
     rows: int = 0
     today: int = 0
+    errors_today: int = 0
     repaired_bytes: int = 0
     skipped_rows: int = 0
 
@@ -56,6 +57,7 @@ class ReadBack:
         self.recent.append(result)
         if result.time.date() == date.today():
             self.today += 1
+            self.errors_today += result.status == ERROR
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -68,7 +70,14 @@ def to_row(result: Result) -> list[str]:
 
 
 class Ledger:
-    """Owns the open results log. Only the worker thread appends; `open` runs before it starts."""
+    """Owns the open results log. Only the worker thread appends; `open` runs before it starts.
+
+    It is also the first sink: `handle` appends, and it is `required`, so a file whose row could
+    not be written is neither sorted nor announced (the next start's catch-up retries it).
+    """
+
+    name = "results log"
+    required = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -96,6 +105,10 @@ class Ledger:
         if self._writer is None:
             raise LedgerError(f"{self.path}: the results log is not open")
         self._write(to_row(result))
+
+    def handle(self, result: Result) -> Result:
+        self.append(result)
+        return result
 
     def _write(self, row: list[str]) -> None:
         assert self._file is not None and self._writer is not None

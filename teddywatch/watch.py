@@ -148,15 +148,17 @@ class _Handler(FileSystemEventHandler):
             kind = _READY
         elif isinstance(event, FileClosedEvent):
             path, kind = os.fsdecode(event.src_path), _READY
-        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent, FileAttribEvent)):
+        elif isinstance(event, (FileCreatedEvent, FileModifiedEvent)):
             path, kind = os.fsdecode(event.src_path), _WRITING
+        elif isinstance(event, FileAttribEvent):  # chmod/utime: no close event will follow
+            path, kind = os.fsdecode(event.src_path), _TOUCHED
         else:
             return
         if path and wanted(path, self.folder.root, self.folder.config):
-            self.watcher.note(path, kind, self.folder.closes)
+            self.watcher.note(path, kind, self.folder.closes and kind == _WRITING)
 
 
-_READY, _WRITING, _SCANNED = "ready", "writing", "scanned"
+_READY, _WRITING, _TOUCHED, _SCANNED = "ready", "writing", "touched", "scanned"
 
 
 @dataclass
@@ -225,7 +227,7 @@ class Watcher:
                     self.jobs.record_overflow()  # the next scan finds it
                     return
                 self._pending[path] = _Pending(kind, closes, now)
-            else:  # the latest event wins: a write after a close means wait again
+            elif kind != _TOUCHED:  # the latest event wins: a write after a close means wait
                 entry.kind, entry.closes = kind, closes
         if kind == _READY:
             self._wake.set()

@@ -7,14 +7,19 @@ the worker thread alike. One bad file never spoils the batch: it becomes an `err
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from PIL import Image
 
 from teddywatch.engines import Engine
 from teddywatch.imaging import DecodeError, decode
 from teddywatch.results import Job, Result, status_for
+
+if TYPE_CHECKING:  # only for the Worker's annotations; classify_batch needs neither
+    from teddywatch.sinks import Sink
+    from teddywatch.watch import JobQueue
 
 log = logging.getLogger(__name__)
 
@@ -79,3 +84,90 @@ def _predict_all(engine: Engine, jobs: Sequence[Job],
 def _failed(engine: Engine, job: Job, detail: str, seconds: float) -> Result:
     return Result.failed(job.path, detail, model=engine.model_id, size=job.file.size,
                          mtime_ns=job.file.mtime_ns, seconds=seconds)
+
+
+# --- the worker thread (used by the watch service) -------------------------------------------
+
+class Worker:
+    """One thread that owns the engine: takes Jobs in batches, classifies, feeds the sinks.
+
+    Sinks see each Result in order; one failing sink (or one bad file) never stops the thread.
+    `stop()` lets the batch in hand finish, rows written, and leaves queued Jobs for the next
+    start's catch-up. `on_result` is called with each final Result (the service's hook).
+    """
+
+    def __init__(self, engine: Engine, jobs: "JobQueue", sinks: Sequence["Sink"],
+                 threshold: float, batch_size: int = 16,
+                 on_result: Callable[[Result], None] = lambda result: None) -> None:
+        self.engine = engine
+        self.jobs = jobs
+        self.sinks = list(sinks)
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.on_result = on_result
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._thread = threading.Thread(target=self._run, name="teddywatch-worker", daemon=True)
+        self.busy = False
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Finish the batch in hand, then end; True if the thread ended within `timeout`."""
+        self._stop.set()
+        self._running.set()  # a paused worker must wake up to end
+        self.jobs.close()
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self._thread.join(0.5)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._running.wait()
+            if self._stop.is_set():
+                break
+            batch = self.jobs.take(self.batch_size, timeout=0.5)
+            if not batch:
+                continue
+            self.busy = True
+            try:
+                self.process(batch)
+            finally:
+                self.busy = False
+
+    def process(self, batch: Sequence[Job]) -> None:
+        """Classify one batch and hand each Result through the sinks, in order."""
+        try:
+            results = classify_batch(self.engine, batch, self.threshold)
+        except Exception as exc:  # classify_batch should not raise; if it does, log every file
+            log.exception("classifying a batch of %d failed", len(batch))
+            results = [_failed(self.engine, job, f"internal error: {type(exc).__name__}: {exc}",
+                               0.0) for job in batch]
+        for result in results:
+            self._through_sinks(result)
+
+    def _through_sinks(self, result: Result) -> None:
+        for sink in self.sinks:
+            try:
+                result = sink.handle(result)
+            except Exception:
+                log.exception("the %s sink failed on %s", sink.name, result.path)
+                if sink.required:
+                    break
+        try:
+            self.on_result(result)
+        except Exception:
+            log.exception("a result subscriber failed")

@@ -1,0 +1,275 @@
+"""The watch service: starts and stops the parts in flow order and reports on them.
+
+    watched folders -> Watcher -> JobQueue -> Worker (engine) -> sinks: [plan sort] -> results
+    log -> [move] -> [notify]
+
+`Service` is what `teddywatch run` and the tray drive. It knows nothing about the tray: the tray
+calls `start/stop/pause/resume/status` and `subscribe`s to be told about each Result and each
+status change. `run_headless` runs it without a tray until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Callable, Union
+
+from teddywatch.config import Config
+from teddywatch.engines import Engine, load_engine
+from teddywatch.ledger import Ledger
+from teddywatch.results import ERROR, Result
+from teddywatch.sinks import Sink
+from teddywatch.watch import JobQueue, Watcher
+from teddywatch.worker import Worker
+
+log = logging.getLogger(__name__)
+
+STARTING, WATCHING, PAUSED, STOPPING, STOPPED = "starting", "watching", "paused", "stopping", \
+    "stopped"
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What the tray shows. A copy: reading it never touches the running parts."""
+
+    state: str                          # starting | watching | paused | stopping | stopped
+    queue_length: int                   # files waiting for the worker
+    done_today: int                     # rows written today (local date), errors included
+    errors_today: int
+    last_result: Result | None
+    last_error: str                     # "" when nothing went wrong yet
+    folders_watched: int
+    folders_missing: tuple[str, ...]    # configured folders not available right now
+    overflows: int                      # times the queue was full (scans catch up later)
+
+
+Event = Union[Result, StatusSnapshot]
+Subscriber = Callable[[Event], None]
+
+
+class Service:
+    def __init__(self, config: Config, *, engine: Engine | None = None,
+                 notify_send: Callable[[str, str], None] | None = None) -> None:
+        """`engine` and `notify_send` replace the configured model and plyer (for tests)."""
+        self.config = config
+        self._engine = engine
+        self._owns_engine = engine is None
+        self._notify_send = notify_send
+        self._lock = threading.Lock()
+        self._subscribers: list[Subscriber] = []
+        self._state = STOPPED
+        self._day = date.today()
+        self._done_today = self._errors_today = 0
+        self._last_result: Result | None = None
+        self._last_error = ""
+        self._ledger: Ledger | None = None
+        self._sinks: list[Sink] = []
+        self._jobs: JobQueue | None = None
+        self._worker: Worker | None = None
+        self._watcher: Watcher | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the log, load the model, start the worker, then the watcher (which catches up).
+
+        Raises ConfigError/ModelError/LedgerError/SortError before any thread starts.
+        """
+        self._set_state(STARTING)
+        try:
+            self._start_parts()
+        except BaseException:
+            self._close_parts()
+            self._set_state(STOPPED)
+            raise
+        self._set_state(WATCHING)
+
+    def _start_parts(self) -> None:
+        config = self.config
+        self._ledger = Ledger(config.log.path)
+        readback = self._ledger.open()
+        self._done_today = readback.today
+        self._errors_today = readback.errors_today
+        self._last_result = readback.recent[-1] if readback.recent else None
+        if self._engine is None:
+            self._engine = load_engine(config.model.path, config.model.engine,
+                                       threads=config.model.threads, code=config.model.code)
+        self._sinks = self._build_sinks(readback.recent)
+        self._jobs = JobQueue(config.service.queue_size, done=readback.done)
+        threshold = config.model.unsure_threshold
+        self._worker = Worker(self._engine, self._jobs, self._sinks,
+                              self._engine.default_threshold if threshold is None else threshold,
+                              config.model.batch_size, on_result=self._on_result)
+        self._worker.start()
+        self._watcher = Watcher(config.watch, self._jobs,
+                                settle_seconds=config.service.settle_seconds,
+                                rescan_seconds=config.service.rescan_minutes * 60,
+                                state_file=_state_file(config.log.path),
+                                on_change=self._publish_status)
+        self._watcher.start()
+
+    def _build_sinks(self, recent) -> list[Sink]:
+        assert self._ledger is not None and self._engine is not None
+        sinks: list[Sink] = []
+        mover = None
+        if self.config.sort.enabled:
+            from teddywatch.sinks.sort import MoveSink, PlanSink, Sorter
+
+            sorter = Sorter(self.config.sort, self._engine.labels, self.config.watch)
+            sorter.recover(recent)
+            sinks.append(PlanSink(sorter))
+            mover = MoveSink(sorter, correct=self._ledger.append)
+        sinks.append(self._ledger)
+        if mover is not None:
+            sinks.append(mover)
+        if self.config.notify.enabled:
+            from teddywatch.sinks.notify import NotifySink
+
+            sinks.append(NotifySink(self.config.notify, send=self._notify_send))
+        return sinks
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop in flow order: observers, then the worker (its batch finishes), then sinks."""
+        if self._state in (STOPPED, STOPPING):
+            return
+        self._set_state(STOPPING)
+        self._close_parts(timeout)
+        self._set_state(STOPPED)
+
+    def _close_parts(self, timeout: float = 10.0) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._worker is not None and not self._worker.stop(timeout):
+            log.warning("the worker did not finish its batch within %gs", timeout)
+        for sink in reversed(self._sinks):
+            try:
+                sink.close()
+            except Exception:
+                log.exception("closing the %s sink failed", sink.name)
+        if self._ledger is not None:
+            self._ledger.close()
+        if self._engine is not None and self._owns_engine:
+            self._engine.close()
+            self._engine = None
+        self._watcher = self._worker = None
+        self._sinks = []
+
+    def pause(self) -> None:
+        """Stop classifying after the batch in hand; files keep being noticed (and caught up)."""
+        if self._worker is not None and self._state == WATCHING:
+            self._worker.pause()
+            self._set_state(PAUSED)
+
+    def resume(self) -> None:
+        if self._worker is not None and self._state == PAUSED:
+            self._worker.resume()
+            self._set_state(WATCHING)
+            if self._watcher is not None:
+                self._watcher.request_scan()  # what overflowed while paused
+
+    # --- reporting --------------------------------------------------------------------------
+
+    def status(self) -> StatusSnapshot:
+        watcher = self._watcher.status() if self._watcher is not None else None
+        with self._lock:
+            self._roll_day()
+            return StatusSnapshot(
+                state=self._state,
+                queue_length=len(self._jobs) if self._jobs is not None else 0,
+                done_today=self._done_today, errors_today=self._errors_today,
+                last_result=self._last_result,
+                last_error=self._last_error or _missing_text(watcher),
+                folders_watched=watcher.watching if watcher else 0,
+                folders_missing=watcher.missing if watcher else (),
+                overflows=watcher.overflows if watcher else 0)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback` with each Result and each StatusSnapshot change; returns unsubscribe.
+
+        Callbacks run on the service's threads (the worker's, for Results): keep them quick and
+        hand anything slow to your own thread or UI loop.
+        """
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+        return unsubscribe
+
+    def _on_result(self, result: Result) -> None:
+        with self._lock:
+            self._roll_day()
+            self._done_today += 1
+            self._last_result = result
+            if result.status == ERROR:
+                self._errors_today += 1
+                self._last_error = f"{os.path.basename(result.path)}: {result.detail}"
+        log.info("%s %3.0f%% %s%s", result.label, result.confidence * 100, result.path,
+                 f" ({result.detail})" if result.detail else "")
+        self._publish(result)
+
+    def _roll_day(self) -> None:
+        today = date.today()
+        if today != self._day:
+            self._day, self._done_today, self._errors_today = today, 0, 0
+
+    def _set_state(self, state: str) -> None:
+        with self._lock:
+            self._state = state
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        self._publish(self.status())
+
+    def _publish(self, event: Event) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("a status subscriber failed")
+
+
+def _missing_text(watcher) -> str:
+    if watcher is None or not watcher.missing:
+        return ""
+    return f"watch folder not available: {', '.join(watcher.missing)}"
+
+
+def _state_file(log_path: Path) -> Path:
+    """When each folder was first watched (for skip_existing), kept beside the results log."""
+    return log_path.with_name(log_path.stem + ".folders.json")
+
+
+def run_headless(config: Config) -> int:
+    """Run the service until SIGINT or SIGTERM; then stop cleanly and return 0."""
+    stop = threading.Event()
+    previous = {}
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("stopping (%s)", signal.Signals(signum).name)
+        stop.set()
+        for sig, handler in previous.items():  # a second Ctrl-C interrupts the clean stop
+            signal.signal(sig, handler)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, on_signal)
+    service = Service(config)
+    try:
+        service.start()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("stopped")
+    return 0

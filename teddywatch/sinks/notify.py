@@ -1,0 +1,189 @@
+"""Desktop notifications with plyer: one per result, or one summary for a burst.
+
+Sending happens on this sink's own thread, fed by a small bounded queue, because a notification
+call can hang (notify-send waiting on a D-Bus activation that never comes) and the worker must
+never wait on it. No display or no notification server is normal on servers: it is logged once
+at INFO and notifications are off for the rest of the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from teddywatch.config import NotifyConfig
+from teddywatch.results import ERROR, UNSURE, Result
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "teddywatch"
+#: Names for the default model's labels; any other label is shown as written.
+DISPLAY_NAMES = {"black": "Black bear", "grizzly": "Grizzly bear", "teddy": "Teddy bear"}
+#: A continuous trickle still gets a summary this often (in bursts of burst_seconds).
+MAX_BURST_SPANS = 6
+
+Send = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Message:
+    title: str
+    body: str
+
+
+def display_name(label: str) -> str:
+    return DISPLAY_NAMES.get(label, label.replace("_", " ").capitalize())
+
+
+def single_message(result: Result) -> Message:
+    name = os.path.basename(result.moved_to or result.path)
+    if result.status == ERROR:
+        return Message("Could not classify an image", f"{name}: {result.detail}")
+    percent = round(result.confidence * 100)
+    if result.status == UNSURE:
+        return Message(f"{display_name(result.label)}? {percent}% (unsure)", name)
+    return Message(f"{display_name(result.label)}, {percent}%", name)
+
+
+def _summary_key(result: Result) -> str:
+    if result.status == ERROR:
+        return "error"
+    return "unsure" if result.status == UNSURE else result.label
+
+
+@dataclass
+class BurstSummary:
+    """Decides what to show: the first `summarise_after` results of a burst one by one, then a
+    single summary of the whole burst once it has been quiet for `burst_seconds`.
+
+    Pure logic with an explicit clock, so it is tested without threads or a desktop.
+    """
+
+    summarise_after: int
+    burst_seconds: float
+    _counts: Counter = field(default_factory=Counter)
+    _started: float = 0.0
+    _last: float = float("-inf")
+
+    def add(self, result: Result, now: float) -> list[Message]:
+        out = self.due(now)
+        if not self._counts:
+            self._started = now
+        self._counts[_summary_key(result)] += 1
+        self._last = now
+        if sum(self._counts.values()) <= self.summarise_after:
+            out.append(single_message(result))
+        return out
+
+    def due(self, now: float) -> list[Message]:
+        """The summary, if a burst has ended (quiet) or has run long enough."""
+        total = sum(self._counts.values())
+        if not total:
+            return []
+        quiet = now - self._last >= self.burst_seconds
+        too_long = now - self._started >= self.burst_seconds * MAX_BURST_SPANS
+        if not (quiet or too_long):
+            return []
+        counts, self._counts = self._counts, Counter()
+        if total <= self.summarise_after:
+            return []  # each one was already shown
+        parts = ", ".join(f"{n} {key}" for key, n in counts.most_common())
+        return [Message(f"{total} images: {parts}", "teddywatch classified a burst of images")]
+
+    def next_deadline(self) -> float | None:
+        if not self._counts:
+            return None
+        return min(self._last + self.burst_seconds,
+                   self._started + self.burst_seconds * MAX_BURST_SPANS)
+
+
+class NotifySink:
+    """The Sink: hands results to the sender thread and never blocks the worker."""
+
+    name = "notify"
+    required = False
+
+    def __init__(self, config: NotifyConfig, send: Send | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._summary = BurstSummary(config.summarise_after, config.burst_seconds)
+        self._send = send or plyer_send
+        self._clock = clock
+        self._inbox: queue.Queue[Result | None] = queue.Queue(maxsize=256)
+        self._dropped = 0
+        self._disabled = False
+        self._thread = threading.Thread(target=self._run, name="teddywatch-notify", daemon=True)
+        self._thread.start()
+
+    def handle(self, result: Result) -> Result:
+        if not self._disabled:
+            try:
+                self._inbox.put_nowait(result)
+            except queue.Full:  # the desktop is slower than the burst: the summary says enough
+                self._dropped += 1
+        return result
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Send what is due (a burst's summary included), then stop the thread."""
+        try:
+            self._inbox.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            deadline = self._summary.next_deadline()
+            wait = None if deadline is None else max(0.0, deadline - self._clock())
+            try:
+                item = self._inbox.get(timeout=wait)
+            except queue.Empty:
+                self._deliver(self._summary.due(self._clock()))
+                continue
+            if item is None:  # closing: a burst in progress is summarised now
+                self._deliver(self._summary.due(float("inf")))
+                return
+            self._deliver(self._summary.add(item, self._clock()))
+
+    def _deliver(self, messages: list[Message]) -> None:
+        for message in messages:
+            if self._disabled:
+                return
+            try:
+                self._send(message.title, message.body)
+            except Exception as exc:  # no desktop, no D-Bus, no notification server
+                self._disabled = True
+                log.info("desktop notifications are unavailable (%s); carrying on without them",
+                         _first_line(exc))
+
+
+class NotificationsUnavailable(Exception):
+    pass
+
+
+def plyer_send(title: str, body: str) -> None:
+    """Show one notification with plyer; raise NotificationsUnavailable when it cannot."""
+    if sys.platform.startswith("linux") and not (
+            os.environ.get("DBUS_SESSION_BUS_ADDRESS") or os.environ.get("DISPLAY")
+            or os.environ.get("WAYLAND_DISPLAY")):
+        # plyer would fall back to notify-send, which fails without telling plyer.
+        raise NotificationsUnavailable("no desktop session (no D-Bus session bus or display)")
+    try:
+        from plyer import notification
+    except ImportError as exc:
+        raise NotificationsUnavailable(f"plyer is not installed: {exc}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # plyer warns when dbus-python is missing
+        notification.notify(title=title, message=body, app_name=APP_NAME, timeout=5)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
