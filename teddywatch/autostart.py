@@ -76,7 +76,7 @@ def enable(extra: Sequence[str] = ()) -> AutostartState:
     else:
         _atomic_write(desktop_file_path(), desktop_entry(command).encode("utf-8"))
     state = status()
-    log.info("%s", state.describe())
+    log.debug("%s", state.describe())
     return state
 
 
@@ -89,7 +89,7 @@ def disable() -> AutostartState:
         path = _plist_path() if kind == "macos" else desktop_file_path()
         path.unlink(missing_ok=True)
     state = status()
-    log.info("%s", state.describe())
+    log.debug("%s", state.describe())
     return state
 
 

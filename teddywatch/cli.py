@@ -388,15 +388,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     from teddywatch.sinks.sort import SortError
 
     config = active_config(args)
-    if not args.headless:  # the tray replaces this branch
-        print("the tray is not available yet; running headless", file=sys.stderr)
     try:
+        if not args.headless:
+            from teddywatch import tray  # falls back to headless, in one line, without a display
+
+            return tray.run(config)
         return run_headless(config)
     except (LedgerError, SortError) as exc:  # user-fixable, like a config error
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER
 
 
+# --- autostart -----------------------------------------------------------------------------
+
+def _add_autostart(commands: argparse._SubParsersAction,
+                   common: argparse.ArgumentParser) -> None:
+    autostart = commands.add_parser("autostart", parents=[common],
+                                    help="start the tray app at login: on, off or status")
+    autostart.add_argument("action", choices=("on", "off", "status"))
+    autostart.set_defaults(handler=cmd_autostart)
+
+
+def cmd_autostart(args: argparse.Namespace) -> int:
+    from teddywatch import autostart
+
+    try:
+        if args.action == "on":
+            # Keep an explicit --config, so login starts the same setup.
+            extra = ["--config", str(args.config.absolute())] if args.config else []
+            state = autostart.enable(extra)
+        elif args.action == "off":
+            state = autostart.disable()
+        else:
+            state = autostart.status()
+    except autostart.AutostartError as exc:
+        raise UsageError(str(exc)) from None
+    print(state.describe())
+    return EXIT_OK
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    _add_config, _add_classify, _add_train, _add_export, _add_run,
+    _add_config, _add_classify, _add_train, _add_export, _add_run, _add_autostart,
 ]

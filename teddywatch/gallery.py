@@ -13,6 +13,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 from collections import Counter, deque
 from pathlib import Path
 from typing import Iterable
@@ -130,6 +131,68 @@ def _atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+class GallerySink:
+    """The Sink for the service: `handle` only remembers; a writer thread rewrites the page once
+    results stop arriving (a batch ended), or every `max_delay` seconds during a long burst, so
+    thumbnailing never slows the worker and a burst of 500 files is not 500 page writes."""
+
+    name = "gallery"
+    required = False
+
+    def __init__(self, gallery: Gallery, *, quiet_seconds: float = 0.5,
+                 max_delay: float = 5.0) -> None:
+        self.gallery = gallery
+        self.quiet_seconds, self.max_delay = quiet_seconds, max_delay
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._dirty = False
+        self._thread = threading.Thread(target=self._run, name="teddywatch-gallery", daemon=True)
+        self._thread.start()
+
+    def handle(self, result: Result) -> Result:
+        self.gallery.add(result)
+        self._dirty = True
+        self._wake.set()
+        return result
+
+    def refresh(self) -> None:
+        """Ask for a rewrite without a new result (e.g. results read back at start)."""
+        self._dirty = True
+        self._wake.set()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is pending, then stop the thread."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        # Only _wait_for_quiet and _write clear _wake, and both run before the stop check.
+        while not self._stop.is_set():
+            self._wake.wait()  # no timeout: an idle gallery costs no wakeups
+            if self._stop.is_set():
+                break
+            self._wait_for_quiet()
+            self._write()
+        if self._dirty:
+            self._write()
+
+    def _wait_for_quiet(self) -> None:
+        started = time.monotonic()
+        while time.monotonic() - started < self.max_delay:
+            self._wake.clear()
+            if self._stop.wait(self.quiet_seconds) or not self._wake.is_set():
+                return
+
+    def _write(self) -> None:
+        self._wake.clear()
+        self._dirty = False
+        try:
+            self.gallery.write()
+        except Exception:  # a full disk must not stop the service; the next batch retries
+            log.exception("could not write the gallery page %s", self.gallery.page)
 
 
 # --- the page --------------------------------------------------------------------------------

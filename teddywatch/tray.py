@@ -1,0 +1,369 @@
+"""The tray icon and its menu: a thin layer that only calls the service and opens files.
+
+`Icon.run()` owns the main thread (pystray requires it on macOS, and GTK wants one loop); the
+service starts from pystray's `setup` callback, on pystray's setup thread. The service reports
+each Result and status change through `subscribe`; those callbacks arrive on service threads, so
+they only record and schedule a refresh, and pystray's gtk/appindicator backends marshal icon,
+title and menu updates onto the GTK loop. Quit and SIGTERM take the same path: stop the icon's
+loop, then stop the service on the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from teddywatch import autostart, icons, platform_check, resources
+from teddywatch.config import Config
+from teddywatch.gallery import Gallery, GallerySink
+from teddywatch.results import ERROR, Result
+
+log = logging.getLogger(__name__)
+
+RECENT = 8
+REFRESH_SECONDS = 0.25  # coalesce a burst of results into a few menu rebuilds
+
+
+class ServiceLike(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    def status(self) -> Any: ...
+    def subscribe(self, callback: Callable[[Any], None]) -> Any: ...
+
+
+# --- opening files ---------------------------------------------------------------------------
+
+def open_path(path: str | os.PathLike[str]) -> None:
+    """Open a file or folder with the platform's default application, without waiting for it."""
+    target = os.fspath(path)
+    if sys.platform == "win32":
+        os.startfile(target)  # type: ignore[attr-defined]  # Windows only
+        return
+    command = ["open", target] if sys.platform == "darwin" else ["xdg-open", target]
+    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+# --- reading the service's status ------------------------------------------------------------
+
+def icon_state(status: Any) -> str:
+    """idle, working, paused or error, from a service StatusSnapshot.
+
+    The service's `last_error` is sticky for the run, so it is not what "error" means here: the
+    icon shows error while a watched folder is missing or when the latest file failed, and goes
+    back to normal with the next good file."""
+    if status.state == "paused":
+        return icons.PAUSED
+    last = status.last_result
+    if status.folders_missing or (last is not None and last.status == ERROR):
+        return icons.ERROR
+    return icons.WORKING if status.queue_length else icons.IDLE
+
+
+def title_text(status: Any) -> str:
+    """The tooltip and the menu's status line: 'teddywatch: 3 in queue, 128 today'."""
+    state = icon_state(status)
+    if state == icons.WORKING:
+        head = f"{status.queue_length} in queue"
+    elif state == icons.ERROR:
+        head = "error: " + (f"folder missing: {', '.join(status.folders_missing)}"
+                            if status.folders_missing else
+                            f"could not classify {os.path.basename(status.last_result.path)}")
+    elif status.state in ("starting", "stopping", "stopped"):
+        head = status.state
+    else:
+        head = state
+    return f"teddywatch: {head}, {status.done_today} today"
+
+
+def result_text(result: Result) -> str:
+    """'teddy 97% - IMG_0042.jpg' (an error shows its reason instead of a percentage)."""
+    name = os.path.basename(result.moved_to or result.path)
+    if result.status == ERROR:
+        return f"error - {name}"
+    unsure = "?" if result.status == "unsure" else ""
+    return f"{result.label}{unsure} {result.confidence:.0%} - {name}"
+
+
+# --- the tray --------------------------------------------------------------------------------
+
+class Tray:
+    """Wires a service to a pystray icon. Owns no logic beyond what to show and what to call."""
+
+    def __init__(self, service: ServiceLike, config: Config, *, icon_class: Any = None,
+                 opener: Callable[[str], None] = open_path,
+                 notify: Callable[[str, str], None] | None = None,
+                 gallery: Gallery | None = None, problems: list[platform_check.Problem] = (),
+                 recent: list[Result] = ()) -> None:
+        import pystray  # here, not at module level: importing it needs a display
+
+        self._pystray = pystray
+        self.service = service
+        self.config = config
+        self.opener = opener
+        self.notify = notify or _plyer_notify
+        self.gallery = gallery
+        # The gallery is fed from the subscribe hook; its sink writes on its own thread.
+        self._gallery_sink = GallerySink(gallery) if gallery is not None else None
+        self.recent: deque[Result] = deque(reversed(recent[-RECENT:]), maxlen=RECENT)
+        self.startup_error: BaseException | None = None
+        self._problems = list(problems)
+        self._state = icons.IDLE
+        self._refresh_timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        icon_class = icon_class or pystray.Icon
+        self.icon = icon_class("teddywatch", icons.draw(icons.IDLE), "teddywatch: starting",
+                               menu=self._menu())
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Block in the icon's loop until Quit or SIGTERM/SIGINT, then stop the service.
+
+        Re-raises an error the service raised while starting, for the CLI to report."""
+        self._install_signal_handlers()
+        try:
+            self.icon.run(setup=self._setup)
+        finally:
+            self._cancel_refresh()
+            log.info("stopping the service")
+            self.service.stop()
+            if self._gallery_sink is not None:
+                self._gallery_sink.close()
+        if self.startup_error is not None:
+            raise self.startup_error
+
+    def quit(self, *_: Any) -> None:
+        """The Quit item and the signal handlers: leave the icon's loop; run() stops the rest."""
+        log.info("quitting")
+        self.icon.stop()
+
+    def _setup(self, icon: Any) -> None:
+        icon.visible = True
+        self.service.subscribe(self._on_event)
+        try:
+            self.service.start()
+        except BaseException as exc:  # e.g. a model that cannot load: the CLI reports it
+            self.startup_error = exc
+            self.icon.stop()
+            return
+        log.info("teddywatch is running in the tray (pystray backend: %s)",
+                 platform_check.backend_name(type(self.icon)))
+        self._report_problems()
+        if self._gallery_sink is not None and len(self.gallery):
+            self._gallery_sink.refresh()  # results from earlier runs, on the sink's thread
+        self._refresh()
+
+    def _report_problems(self) -> None:
+        problems = self._problems + platform_check.desktop_problems(type(self.icon))
+        platform_check.report(problems, self.notify)
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM and Ctrl-C quit like the menu does. GTK's loop runs in C, where Python
+        signal handlers never get a turn, so the GTK backends use GLib's own signal sources."""
+        backend = platform_check.backend_name(type(self.icon))
+        if backend in ("gtk", "appindicator"):
+            from gi.repository import GLib
+
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                GLib.unix_signal_add(GLib.PRIORITY_HIGH, signum, self._glib_quit)
+        elif threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.quit)
+            signal.signal(signal.SIGINT, self.quit)
+
+    def _glib_quit(self) -> bool:
+        self.quit()
+        return False  # remove the source: one quit is enough
+
+    # --- service events ---------------------------------------------------------------------
+
+    def _on_event(self, event: Any) -> None:
+        """Called on a service thread: remember, then schedule one refresh for the burst."""
+        if isinstance(event, Result):
+            self.recent.appendleft(event)
+            if self._gallery_sink is not None:
+                self._gallery_sink.handle(event)
+        with self._lock:
+            if self._refresh_timer is not None:
+                return
+            self._refresh_timer = threading.Timer(REFRESH_SECONDS, self._timed_refresh)
+            self._refresh_timer.daemon = True
+            self._refresh_timer.start()
+
+    def _timed_refresh(self) -> None:
+        with self._lock:
+            self._refresh_timer = None
+        self._refresh()
+
+    def _cancel_refresh(self) -> None:
+        with self._lock:
+            if self._refresh_timer is not None:
+                self._refresh_timer.cancel()
+                self._refresh_timer = None
+
+    def _refresh(self) -> None:
+        """Push the current status to the icon, title and menu (the backends are thread-safe)."""
+        status = self.service.status()
+        state = icon_state(status)
+        if state != self._state:
+            self._state = state
+            self.icon.icon = icons.draw(state)
+        self.icon.title = title_text(status)
+        self.icon.update_menu()
+
+    # --- the menu ---------------------------------------------------------------------------
+
+    def _menu(self) -> Any:
+        Menu, Item = self._pystray.Menu, self._pystray.MenuItem
+        start_at_login = (Item("Start at login", self._toggle_autostart,
+                               checked=lambda _: self._autostart_on())
+                          if self._autostart_supported() else
+                          Item("Start at login: not supported here", None, enabled=False))
+        return Menu(
+            Item(lambda _: title_text(self.service.status()), None, enabled=False),
+            Item(lambda _: self._last_text(), self._open_last, enabled=lambda _: bool(self.recent)),
+            Item("Recent results", Menu(self._recent_items)),
+            Menu.SEPARATOR,
+            Item("Pause", self._toggle_pause, checked=lambda _: self._paused()),
+            Menu.SEPARATOR,
+            Item("Open results log", self._open_log),
+            self._watched_item(),
+            Item("Open gallery", self._open_gallery, visible=self.gallery is not None),
+            Menu.SEPARATOR,
+            start_at_login,
+            Item("Quit", self.quit),
+        )
+
+    def _last_text(self) -> str:
+        return f"Last: {result_text(self.recent[0])}" if self.recent else "Last: nothing yet"
+
+    def _recent_items(self) -> list[Any]:
+        Item = self._pystray.MenuItem
+        if not self.recent:
+            return [Item("Nothing yet", None, enabled=False)]
+        return [Item(result_text(r), self._opens(r.moved_to or r.path)) for r in self.recent]
+
+    def _watched_item(self) -> Any:
+        Menu, Item = self._pystray.Menu, self._pystray.MenuItem
+        folders = [w.path for w in self.config.watch]
+        if len(folders) == 1:
+            return Item("Open watched folder", self._opens(folders[0]))
+        return Item("Open watched folders",
+                    Menu(*(Item(str(folder), self._opens(folder)) for folder in folders)))
+
+    def _paused(self) -> bool:
+        return icon_state(self.service.status()) == icons.PAUSED
+
+    # --- actions (called by pystray on its loop thread, or by tests) -------------------------
+
+    def _opens(self, path: str | os.PathLike[str]) -> Callable[..., None]:
+        return lambda *_: self._open(path)
+
+    def _open(self, path: str | os.PathLike[str]) -> None:
+        if not os.path.exists(path):
+            self.notify("teddywatch", f"{path} does not exist (any more).")
+            return
+        try:
+            self.opener(os.fspath(path))
+        except OSError as exc:  # no xdg-open, say
+            log.warning("cannot open %s: %s", path, exc)
+            self.notify("teddywatch: cannot open", f"{path}: {exc}")
+
+    def _open_last(self, *_: Any) -> None:
+        if self.recent:
+            self._open(self.recent[0].moved_to or self.recent[0].path)
+
+    def _open_log(self, *_: Any) -> None:
+        path = self.config.log.path
+        self._open(path if path.exists() else path.parent)
+
+    def _open_gallery(self, *_: Any) -> None:
+        if self.gallery is None:
+            return
+        if not self.gallery.page.exists():
+            self.gallery.write()  # an empty page beats "file not found"
+        self._open(self.gallery.page)
+
+    def _toggle_pause(self, *_: Any) -> None:
+        if self._paused():
+            self.service.resume()
+        else:
+            self.service.pause()
+        self._refresh()
+
+    def _autostart_supported(self) -> bool:
+        try:
+            autostart.status()
+        except autostart.AutostartError:
+            return False
+        return True
+
+    def _autostart_on(self) -> bool:
+        return autostart.status().enabled
+
+    def _toggle_autostart(self, *_: Any) -> None:
+        try:
+            if self._autostart_on():
+                autostart.disable()
+            else:
+                autostart.enable(self._autostart_args())
+        except autostart.AutostartError as exc:
+            log.warning("%s", exc)
+            self.notify("teddywatch: start at login", str(exc))
+
+    def _autostart_args(self) -> list[str]:
+        """Start with the same config file, when it is not the default one."""
+        source = self.config.source
+        if source is None or source == resources.default_config_path():
+            return []
+        return ["--config", str(Path(source).absolute())]
+
+
+def _plyer_notify(title: str, body: str) -> None:
+    from teddywatch.sinks.notify import plyer_send
+
+    plyer_send(title, body)
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+def run(config: Config) -> int:
+    """`teddywatch run`: the service behind a tray icon, or headless when there is no display or
+    no tray backend (said in one line)."""
+    from teddywatch.service import Service, run_headless
+
+    problem = platform_check.display_problem()
+    icon_class = None
+    if problem is None:
+        icon_class, problem = platform_check.load_icon_class()
+    if problem is not None:
+        print(f"teddywatch: {problem}", file=sys.stderr)
+        return run_headless(config)
+    recent = _recent_results(config)
+    gallery = None
+    if config.gallery.enabled:
+        gallery = Gallery(items=config.gallery.items)
+        gallery.extend(recent)
+    Tray(Service(config), config, icon_class=icon_class, gallery=gallery, recent=recent).run()
+    return 0
+
+
+def _recent_results(config: Config) -> list[Result]:
+    """The tail of the results log, so the menu and the gallery are not empty after a restart."""
+    from teddywatch.ledger import read_results
+
+    keep = max(RECENT, config.gallery.items if config.gallery.enabled else 0)
+    try:
+        return list(deque(read_results(config.log.path), maxlen=keep))
+    except Exception as exc:  # the service reports a broken log properly when it opens it
+        log.debug("cannot read recent results from %s: %s", config.log.path, exc)
+        return []
