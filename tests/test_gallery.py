@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gui_tools import Chromium
-from teddywatch.gallery import Gallery, thumb_key
+from gui_tools import Chromium, wait_for
+from teddywatch.gallery import Gallery, GallerySink, thumb_key
 from teddywatch.results import FileId, Result
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -137,3 +137,35 @@ def test_page_renders_in_chromium_with_a_working_filter(tmp_path: Path, photos) 
         assert browser.console_errors() == []
     finally:
         browser.close()
+
+
+class CountingGallery(Gallery):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.writes: list[int] = []
+
+    def write(self) -> Path:
+        self.writes.append(len(self))
+        return super().write()
+
+
+def test_sink_writes_once_per_burst_off_the_workers_thread(tmp_path: Path, photos) -> None:
+    gallery = CountingGallery(tmp_path / "gallery.html")
+    sink = GallerySink(gallery, quiet_seconds=1.0)
+    try:
+        for path, label in photos[:4]:
+            assert sink.handle(result_for(path, label)).path == str(path)  # passed on as is
+        wait_for(lambda: gallery.writes, what="the burst to be written")
+        assert gallery.writes == [4]
+        assert gallery.page.read_text(encoding="utf-8").count('<figure class="card') == 4
+    finally:
+        sink.close()
+    assert gallery.writes == [4]  # nothing pending: close does not rewrite
+
+
+def test_sink_close_writes_what_is_pending(tmp_path: Path, photos) -> None:
+    gallery = CountingGallery(tmp_path / "gallery.html")
+    sink = GallerySink(gallery, quiet_seconds=60)  # would not write on its own during the test
+    sink.handle(result_for(*photos[0]))
+    sink.close()
+    assert gallery.writes == [1] and gallery.page.exists()

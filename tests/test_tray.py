@@ -1,0 +1,352 @@
+"""The tray under a real X server (Xvfb), a real session bus and a real notification server
+(dunst), all started by these tests. The tray runs in the test's main thread, as pystray wants;
+a driver thread calls the menu items through pystray's own menu object and checks the files,
+folders and service state that result, then quits through the menu.
+
+Only the model is replaced (by StubEngine: every picture is a teddy, 97%), so no trained model
+is needed; the watcher, worker, results log, notifications and gallery are the real ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from gui_tools import DesktopSession, start_desktop_session, wait_for
+from teddywatch import icons
+from teddywatch.config import (Config, GalleryConfig, LogConfig, NotifyConfig, ServiceConfig,
+                               WatchConfig)
+from teddywatch.results import Prediction
+
+pytestmark = pytest.mark.timeout(120)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class StubEngine:
+    """Stands in for the model only: a fixed answer, so the test needs no trained weights."""
+
+    model_id = "stub"
+    labels = ("black", "grizzly", "other", "teddy")
+    decode_size = 64
+    default_threshold = 0.5
+
+    def predict(self, images) -> list[Prediction]:
+        return [Prediction("teddy", 0.97, (("teddy", 0.97), ("black", 0.02))) for _ in images]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def desktop(tmp_path_factory) -> DesktopSession:
+    session = start_desktop_session(tmp_path_factory.mktemp("desktop"))
+    saved = {key: os.environ.get(key) for key in session.env}
+    os.environ.update(session.env)
+    try:
+        yield session
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        session.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch) -> Path:
+    """A private home, config and data dir: autostart files and the gallery land here."""
+    for name, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data")):
+        (tmp_path / sub).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / sub))
+    return tmp_path
+
+
+@pytest.fixture
+def config(home: Path) -> Config:
+    inbox = home / "inbox"
+    inbox.mkdir()
+    return Config(watch=(WatchConfig(path=inbox),), log=LogConfig(path=home / "results.csv"),
+                  notify=NotifyConfig(summarise_after=3, burst_seconds=0.5),
+                  service=ServiceConfig(settle_seconds=0.2, rescan_minutes=60),
+                  gallery=GalleryConfig(enabled=True, items=200))
+
+
+class RecordingOpener:
+    """Records what would be opened. Only the open-file/folder actions use it: the real opener
+    runs xdg-open, which would start real applications on the test machine."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+
+    def __call__(self, path: str) -> None:
+        self.opened.append(path)
+
+
+def make_tray(config: Config, backend: str = "gtk", **options: Any):
+    import importlib
+
+    from teddywatch.gallery import Gallery
+    from teddywatch.service import Service
+    from teddywatch.tray import Tray
+
+    icon_class = importlib.import_module(f"pystray._{backend}").Icon
+    options.setdefault("gallery", Gallery(items=config.gallery.items))
+    options.setdefault("opener", RecordingOpener())
+    return Tray(Service(config, engine=StubEngine()), config, icon_class=icon_class, **options)
+
+
+def run_with_driver(tray, driver: Callable[[Any], None]) -> None:
+    """tray.run() on this (main) thread; `driver(tray)` on another once the service is
+    watching. Quit comes from the driver; its failures are re-raised here."""
+    failures: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            wait_for(lambda: tray.service.status().state == "watching", timeout=30,
+                     what="the service to start")
+            driver(tray)
+        except BaseException as exc:
+            failures.append(exc)
+            tray.quit()
+
+    thread = threading.Thread(target=drive, name="test-driver")
+    thread.start()
+    tray.run()
+    thread.join(30)
+    if failures:
+        raise failures[0]
+    assert not thread.is_alive()
+
+
+def item(menu, prefix: str):
+    """The menu item whose text starts with `prefix`, looked up through pystray's Menu."""
+    for entry in menu.items:
+        if entry.text.startswith(prefix):
+            return entry
+    raise AssertionError(f"no menu item starting with {prefix!r} in {[e.text for e in menu.items]}")
+
+
+def drop(folder: Path, fixture: str, name: str) -> Path:
+    """Write a picture the way a download does: a partial name, renamed into place."""
+    partial = folder / (name + ".part")
+    shutil.copy(FIXTURES / fixture, partial)
+    target = folder / name
+    os.replace(partial, target)
+    return target
+
+
+# --- start and quit ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["gtk", "appindicator"])
+def test_tray_starts_and_quits_cleanly_through_the_menu(desktop, config, backend) -> None:
+    before = set(threading.enumerate())
+    tray = make_tray(config, backend)
+    seen: dict[str, Any] = {}
+
+    def driver(tray) -> None:
+        assert type(tray.icon).HAS_MENU
+        seen["title"] = wait_for(lambda: tray.icon.title.startswith("teddywatch: idle")
+                                 and tray.icon.title, what="the idle title")
+        seen["status_line"] = item(tray.icon.menu, "teddywatch:").text
+        seen["status_enabled"] = item(tray.icon.menu, "teddywatch:").enabled
+        item(tray.icon.menu, "Quit")(tray.icon)
+
+    run_with_driver(tray, driver)
+    assert seen["title"] == "teddywatch: idle, 0 today"
+    assert seen["status_line"] == seen["title"] and seen["status_enabled"] is False
+    assert tray.service.status().state == "stopped"
+    leftover = [t for t in set(threading.enumerate()) - before if t.is_alive() and not t.daemon]
+    assert leftover == []
+
+
+# --- the menu ----------------------------------------------------------------------------------
+
+def test_a_dropped_file_is_notified_shown_in_the_menu_and_opened(desktop, config) -> None:
+    opener = RecordingOpener()
+    tray = make_tray(config, opener=opener)
+    inbox = config.watch[0].path
+    received_before = len(desktop.notifications())
+
+    def driver(tray) -> None:
+        photo = drop(inbox, "teddy_1.jpg", "IMG_0042.jpg")
+        wait_for(lambda: len(desktop.notifications()) > received_before, timeout=20,
+                 what="dunst to receive a notification")
+        app, summary, body = desktop.notifications()[-1]
+        assert (app, summary, body) == ("teddywatch", "Teddy bear, 97%", "IMG_0042.jpg")
+
+        menu = tray.icon.menu
+        assert item(menu, "Last:").text == "Last: teddy 97% - IMG_0042.jpg"
+        item(menu, "Last:")(tray.icon)
+        recent = item(menu, "Recent results").submenu
+        assert [entry.text for entry in recent.items] == ["teddy 97% - IMG_0042.jpg"]
+        recent.items[0](tray.icon)
+        assert opener.opened == [str(photo), str(photo)]
+        wait_for(lambda: tray.icon.title == "teddywatch: idle, 1 today", what="the title")
+        item(menu, "Quit")(tray.icon)
+
+    run_with_driver(tray, driver)
+
+
+def test_pause_and_resume_are_a_checked_item_that_drives_the_service(desktop, config) -> None:
+    tray = make_tray(config)
+    inbox = config.watch[0].path
+
+    def driver(tray) -> None:
+        menu = tray.icon.menu
+        pause = item(menu, "Pause")
+        assert pause.checked is False
+        pause(tray.icon)
+        assert tray.service.status().state == "paused" and pause.checked is True
+        wait_for(lambda: tray.icon.title.startswith("teddywatch: paused"), what="paused title")
+        assert tray._state == icons.PAUSED
+        # Whether a file dropped now waits is the service's promise (and its tests'); here it
+        # only has to be classified by the time the menu has resumed the service.
+        drop(inbox, "black_1.jpg", "while-paused.jpg")
+        pause(tray.icon)
+        assert tray.service.status().state == "watching" and pause.checked is False
+        wait_for(lambda: tray.service.status().done_today == 1, timeout=20,
+                 what="the queued file to be classified after resume")
+        item(menu, "Quit")(tray.icon)
+
+    run_with_driver(tray, driver)
+
+
+def test_open_items_open_the_log_the_folder_and_a_written_gallery(desktop, config) -> None:
+    opener = RecordingOpener()
+    tray = make_tray(config, opener=opener)
+    inbox = config.watch[0].path
+
+    def driver(tray) -> None:
+        menu = tray.icon.menu
+        drop(inbox, "grizzly_1.jpg", "bear.jpg")
+        wait_for(lambda: config.log.path.exists() and tray.gallery.page.exists()
+                 and "bear.jpg" in tray.gallery.page.read_text(encoding="utf-8"),
+                 timeout=20, what="the results log and the gallery page")
+        item(menu, "Open results log")(tray.icon)
+        item(menu, "Open watched folder")(tray.icon)
+        item(menu, "Open gallery")(tray.icon)
+        item(menu, "Quit")(tray.icon)
+
+    run_with_driver(tray, driver)
+    assert opener.opened == [str(config.log.path), str(config.watch[0].path),
+                             str(tray.gallery.page)]
+    assert tray.gallery.page.parent == Path(os.environ["XDG_DATA_HOME"]) / "teddywatch"
+    page = tray.gallery.page.read_text(encoding="utf-8")
+    assert page.count('<figure class="card') == 1 and "teddy" in page
+    assert "bear.jpg" in config.log.path.read_text(encoding="utf-8")
+
+
+def test_start_at_login_item_writes_and_removes_the_autostart_file(desktop, config) -> None:
+    tray = make_tray(config)
+    desktop_file = Path(os.environ["XDG_CONFIG_HOME"]) / "autostart" / "teddywatch.desktop"
+    states: list[tuple[bool, bool]] = []
+
+    def driver(tray) -> None:
+        login = item(tray.icon.menu, "Start at login")
+        states.append((login.checked, desktop_file.exists()))
+        login(tray.icon)
+        states.append((login.checked, desktop_file.exists()))
+        assert "-m teddywatch run" in desktop_file.read_text(encoding="utf-8")
+        login(tray.icon)
+        states.append((login.checked, desktop_file.exists()))
+        item(tray.icon.menu, "Quit")(tray.icon)
+
+    run_with_driver(tray, driver)
+    assert states == [(False, False), (True, True), (False, False)]
+
+
+def test_a_backend_without_a_menu_is_reported_once_and_the_tray_keeps_working(
+        desktop, config, caplog) -> None:
+    notes: list[tuple[str, str]] = []
+    tray = make_tray(config, "xorg", notify=lambda title, body: notes.append((title, body)))
+    caplog.set_level(logging.WARNING, logger="teddywatch.platform_check")
+
+    def driver(tray) -> None:
+        wait_for(lambda: notes, what="the missing-menu notification")
+        drop(config.watch[0].path, "teddy_2.jpg", "still-working.jpg")
+        wait_for(lambda: tray.service.status().done_today == 1, timeout=20,
+                 what="classification without a menu")
+        tray.quit()
+
+    run_with_driver(tray, driver)
+    menu_warnings = [r for r in caplog.records if "has no menu" in r.getMessage()]
+    assert len(menu_warnings) == 1
+    assert "PYSTRAY_BACKEND=appindicator" in menu_warnings[0].getMessage()
+    assert len(notes) == 1 and "has no menu" in notes[0][1]
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+RUNNER = """
+import sys
+sys.path.insert(0, {tests!r})
+import teddywatch.service
+from test_tray import StubEngine
+teddywatch.service.load_engine = lambda *a, **k: StubEngine()  # the model only
+from teddywatch.cli import main
+sys.exit(main(["run", "--config", {config!r}]))
+"""
+
+
+def start_run_command(home: Path, env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+    """`teddywatch run` as users start it, in its own process (with the model stubbed).
+    Returns the process and the file its stderr goes to."""
+    inbox = home / "inbox"
+    inbox.mkdir(exist_ok=True)
+    config = home / "config.toml"
+    config.write_text(f'[[watch]]\npath = "{inbox}"\n[log]\npath = "{home / "results.csv"}"\n'
+                      '[service]\nsettle_seconds = 0.2\n', encoding="utf-8")
+    script = RUNNER.format(tests=str(Path(__file__).parent), config=str(config))
+    stderr = home / "stderr.txt"
+    with open(stderr, "w") as err:
+        process = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=err, text=True)
+    return process, stderr
+
+
+def stop_and_collect(process: subprocess.Popen, stderr: Path) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise AssertionError(f"did not stop on SIGTERM; stderr:\n{stderr.read_text()}")
+    return process.returncode, stderr.read_text(encoding="utf-8")
+
+
+def test_run_with_a_display_shows_the_tray_and_stops_on_sigterm(desktop, home) -> None:
+    process, stderr = start_run_command(home, {**os.environ, "PYSTRAY_BACKEND": "gtk"})
+    wait_for(lambda: "running in the tray" in stderr.read_text() or process.poll() is not None,
+             timeout=30, what="the tray to come up")
+    assert process.poll() is None, stderr.read_text()
+    code, err = stop_and_collect(process, stderr)
+    assert code == 0, err
+    assert "pystray backend: gtk" in err and "stopping the service" in err
+    assert "running headless" not in err
+
+
+def test_run_without_a_display_says_so_in_one_line_and_runs_headless(home) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    process, stderr = start_run_command(home, env)
+    photo = drop(home / "inbox", "other_cat.jpg", "cat.jpg")
+    wait_for(lambda: (home / "results.csv").exists()
+             and str(photo) in (home / "results.csv").read_text(encoding="utf-8"),
+             timeout=30, what="the headless service to log the dropped file")
+    code, err = stop_and_collect(process, stderr)
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.startswith("teddywatch:")] == [
+        "teddywatch: no display (neither DISPLAY nor WAYLAND_DISPLAY is set); "
+        "running headless, without the tray icon."]
