@@ -112,6 +112,12 @@ class JobQueue:
             count = min(max_items, len(self._items))
             return [self._items.popleft() for _ in range(count)]
 
+    def unget(self, jobs: Sequence[Job]) -> None:
+        """Put taken Jobs back at the front, in order (a worker paused while taking)."""
+        with self._cond:
+            self._items.extendleft(reversed(jobs))
+            self._cond.notify()
+
     def close(self) -> None:
         """Wake any taker and refuse further offers; queued Jobs are left for the next start."""
         with self._cond:

@@ -142,6 +142,9 @@ class Worker:
             batch = self.jobs.take(self.batch_size, timeout=0.5)
             if not batch:
                 continue
+            if self.paused and not self._stop.is_set():  # paused while we waited for jobs
+                self.jobs.unget(batch)
+                continue
             self.busy = True
             try:
                 self.process(batch)
