@@ -38,7 +38,7 @@ class StatusSnapshot:
     """What the tray shows. A copy: reading it never touches the running parts."""
 
     state: str                          # starting | watching | paused | stopping | stopped
-    queue_length: int                   # files waiting for the worker
+    queue_length: int                   # files not done yet: waiting, plus the batch in hand
     done_today: int                     # rows written today (local date), errors included
     errors_today: int
     last_result: Result | None
@@ -180,13 +180,17 @@ class Service:
             self._roll_day()
             return StatusSnapshot(
                 state=self._state,
-                queue_length=len(self._jobs) if self._jobs is not None else 0,
+                queue_length=self._queue_length(),
                 done_today=self._done_today, errors_today=self._errors_today,
                 last_result=self._last_result,
                 last_error=self._last_error or _missing_text(watcher),
                 folders_watched=watcher.watching if watcher else 0,
                 folders_missing=watcher.missing if watcher else (),
                 overflows=watcher.overflows if watcher else 0)
+
+    def _queue_length(self) -> int:
+        waiting = len(self._jobs) if self._jobs is not None else 0
+        return waiting + (self._worker.in_hand if self._worker is not None else 0)
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call `callback` with each Result and each StatusSnapshot change; returns unsubscribe.

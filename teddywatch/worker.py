@@ -109,7 +109,7 @@ class Worker:
         self._running = threading.Event()
         self._running.set()
         self._thread = threading.Thread(target=self._run, name="teddywatch-worker", daemon=True)
-        self.busy = False
+        self.in_hand = 0  # Jobs taken but not yet through the sinks (for status)
 
     def start(self) -> None:
         self._thread.start()
@@ -145,11 +145,11 @@ class Worker:
             if self.paused and not self._stop.is_set():  # paused while we waited for jobs
                 self.jobs.unget(batch)
                 continue
-            self.busy = True
+            self.in_hand = len(batch)
             try:
                 self.process(batch)
             finally:
-                self.busy = False
+                self.in_hand = 0
 
     def process(self, batch: Sequence[Job]) -> None:
         """Classify one batch and hand each Result through the sinks, in order."""
