@@ -38,3 +38,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
     """Run `python -m teddywatch ARGS` the way a user would, capturing its output."""
     return subprocess.run([sys.executable, "-m", "teddywatch", *args], capture_output=True,
                           text=True, env=env, timeout=timeout, cwd=cwd or REPO)
+
+
+@pytest.fixture
+def no_leaked_threads():
+    """Fail a test that leaves a thread running (a service or observer not stopped cleanly)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not leaked, f"threads left running: {[t.name for t in leaked]}"

@@ -19,6 +19,7 @@ from teddywatch.watch import JobQueue, Watcher, wanted
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 JPEG = (FIXTURES / "teddy_1.jpg").read_bytes()
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 def _drain(jobs: JobQueue, count: int, timeout: float = 10.0) -> list[str]:
