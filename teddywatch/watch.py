@@ -272,6 +272,7 @@ class Watcher:
         extra = f" ({len(status.missing)} missing, retrying)" if status.missing else ""
         log.info("watching %d folder%s%s", status.watching,
                  "" if status.watching == 1 else "s", extra)
+        _InotifyOverflow.install(self)
         self.ready.set()
         self._wake.set()  # catch up at once
         self._thread = threading.Thread(target=self._run, name="teddywatch-watcher", daemon=True)
@@ -279,6 +280,7 @@ class Watcher:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop observing first (data flows from here), then this thread."""
+        _InotifyOverflow.remove(self)
         self._stop.set()
         self._wake.set()
         for observer in self._observers.values():
@@ -500,6 +502,35 @@ class Watcher:
         except OSError as exc:
             log.warning("%s: cannot save when folders were first watched: %s",
                         self.state_file, exc)
+
+
+class _InotifyOverflow(logging.Handler):
+    """Rescan as soon as the kernel's inotify queue overflows (events were dropped).
+
+    watchdog only logs the overflow, so this listens to its logger; if the message ever
+    changes, the periodic reconciliation scan still catches up, only later.
+    """
+
+    LOGGER = "watchdog.observers.inotify_c"
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__(logging.WARNING)
+        self.watcher = watcher
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.watcher.request_scan()
+
+    @classmethod
+    def install(cls, watcher: Watcher) -> None:
+        logging.getLogger(cls.LOGGER).addHandler(cls(watcher))
+
+    @classmethod
+    def remove(cls, watcher: Watcher) -> None:
+        logger = logging.getLogger(cls.LOGGER)
+        for handler in list(logger.handlers):
+            if isinstance(handler, cls) and handler.watcher is watcher:
+                logger.removeHandler(handler)
 
 
 def _walk(root: str, recursive: bool) -> Iterator[tuple[str, os.stat_result]]:

@@ -5,6 +5,7 @@ Waits poll the JobQueue with a timeout; nothing asserts on timing.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
@@ -185,3 +186,19 @@ def _wait_for(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_an_inotify_overflow_triggers_a_rescan(tmp_path: Path, watching,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    watcher, jobs = watching(WatchConfig(path=inbox), rescan_seconds=0)
+    assert _quiet(jobs, 0.3) == []  # the catch-up scan is done
+    monkeypatch.setattr(watcher, "note", lambda *args: None)  # the kernel drops every event
+    (inbox / "lost.jpg").write_bytes(JPEG)
+    os.utime(inbox / "lost.jpg", (time.time() - 60, time.time() - 60))
+    assert _quiet(jobs, 0.3) == []
+    # What watchdog logs when inotify's queue overflowed:
+    logging.getLogger("watchdog.observers.inotify_c").warning(
+        "Inotify queue overflowed; filesystem events were lost")
+    assert _drain(jobs, 1) == [str(inbox / "lost.jpg")]
