@@ -38,7 +38,13 @@ def draw(state: str, size: int = 64) -> Image.Image:
     pen = ImageDraw.Draw(image)
     _bear(pen, big, dull=state in (PAUSED, ERROR))
     _badge(pen, big, state)
-    return image.resize((size, size), Image.Resampling.LANCZOS)
+    # Resize premultiplied, so fully transparent pixels do not bleed colour into the edges.
+    small = image.convert("RGBa").resize((size, size), Image.Resampling.LANCZOS).convert("RGBA")
+    # Pixels left nearly transparent become fully transparent black, for viewers that drop alpha.
+    visible = small.getchannel("A").point(lambda a: 0 if a < 8 else 255)
+    clean = Image.new("RGBA", small.size, (0, 0, 0, 0))
+    clean.paste(small, mask=visible)
+    return clean
 
 
 def _box(cx: float, cy: float, r: float) -> tuple[float, float, float, float]:
