@@ -27,7 +27,9 @@ from teddywatch.config import (Config, GalleryConfig, LogConfig, NotifyConfig, S
                                WatchConfig)
 from teddywatch.results import Prediction
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120),
+              # pystray 0.19 uses GTK APIs that PyGObject marks deprecated; not ours to fix.
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:pystray")]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,27 +51,29 @@ class StubEngine:
 
 
 @pytest.fixture(scope="session")
-def desktop(tmp_path_factory) -> DesktopSession:
+def desktop_session(tmp_path_factory) -> DesktopSession:
+    """One X server, bus and dunst for the whole run (GTK binds to one display per process)."""
     session = start_desktop_session(tmp_path_factory.mktemp("desktop"))
-    saved = {key: os.environ.get(key) for key in session.env}
-    os.environ.update(session.env)
-    try:
-        yield session
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        session.close()
+    yield session
+    session.close()
+
+
+@pytest.fixture
+def desktop(desktop_session: DesktopSession, monkeypatch) -> DesktopSession:
+    """Point this test (and its subprocesses) at the session; other tests never see it."""
+    for key, value in desktop_session.env.items():
+        monkeypatch.setenv(key, value)
+    return desktop_session
 
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch) -> Path:
     """A private home, config and data dir: autostart files and the gallery land here."""
-    for name, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data")):
+    for name, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
+                      ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")):
         (tmp_path / sub).mkdir()
         monkeypatch.setenv(name, str(tmp_path / sub))
+    monkeypatch.delenv("TEDDYWATCH_CONFIG", raising=False)
     return tmp_path
 
 
