@@ -270,13 +270,20 @@ class Tray:
 
     def _open(self, path: str | os.PathLike[str]) -> None:
         if not os.path.exists(path):
-            self.notify("teddywatch", f"{path} does not exist (any more).")
+            self._tell("teddywatch", f"{path} does not exist (any more).")
             return
         try:
             self.opener(os.fspath(path))
         except OSError as exc:  # no xdg-open, say
             log.warning("cannot open %s: %s", path, exc)
-            self.notify("teddywatch: cannot open", f"{path}: {exc}")
+            self._tell("teddywatch: cannot open", f"{path}: {exc}")
+
+    def _tell(self, title: str, body: str) -> None:
+        """A notification from a menu action; without a notification server, the log says it."""
+        try:
+            self.notify(title, body)
+        except Exception as exc:
+            log.warning("%s: %s (no notification: %s)", title, body, exc)
 
     def _open_last(self, *_: Any) -> None:
         if self.recent:
@@ -318,7 +325,7 @@ class Tray:
                 autostart.enable(self._autostart_args())
         except autostart.AutostartError as exc:
             log.warning("%s", exc)
-            self.notify("teddywatch: start at login", str(exc))
+            self._tell("teddywatch: start at login", str(exc))
 
     def _autostart_args(self) -> list[str]:
         """Start with the same config file, when it is not the default one."""
