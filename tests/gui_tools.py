@@ -37,6 +37,20 @@ def require_binaries(*names: str) -> None:
     pytest.skip(reason)
 
 
+def require_modules(*names: str) -> None:
+    """PyGObject and dbus-python build against system libraries (README, Linux desktop)."""
+    import importlib.util
+
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if not missing:
+        return
+    reason = (f"needs the Python modules {', '.join(missing)}: pip install 'PyGObject<3.51' "
+              "dbus-python (see README, Linux desktop)")
+    if os.environ.get("TEDDYWATCH_REQUIRE_GUI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
     """Poll until predicate() is truthy; return its value or fail with `what`."""
     deadline = time.monotonic() + timeout
@@ -106,7 +120,8 @@ def _read_line(fd: int, timeout: float, what: str) -> str:
 
 def start_desktop_session(workdir: Path) -> DesktopSession:
     """Xvfb on a free display, a private session bus, and dunst recording what it receives."""
-    require_binaries("Xvfb", "dbus-daemon", "dunst")
+    require_binaries("Xvfb", "dbus-daemon", "dbus-send", "dunst")
+    require_modules("gi", "dbus")
     xvfb, display = _start_xvfb()
     bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address"],
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
