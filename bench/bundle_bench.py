@@ -98,13 +98,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     report: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                "platform": platform.platform()}}
+                                "platform": platform.platform(),
+                                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}}
     if args.build:
         report["build_seconds"] = round(build(args.bundle.parent, REPO / "build"), 1)
     bundle = args.bundle
     if not (bundle / "teddywatch").is_file():
         raise SystemExit(f"{bundle}: no bundle; run `make bundle` or pass --build")
 
+    meta = bundle / "_internal" / "models" / "bears.json"
+    if meta.exists():
+        report["model_sha256"] = json.loads(meta.read_text(encoding="utf-8")).get("sha256")
     total = bundle_check.folder_size(bundle)
     report["bundle"] = {
         "folder": str(bundle), "megabytes": round(total / MB, 1), "target_megabytes": TARGET_MB,
