@@ -21,13 +21,18 @@ log = logging.getLogger(__name__)
 # (Pillow itself only warns between 1x and 2x the limit, and raises above 2x).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
-try:  # HEIC/HEIF from iPhones; optional, and Pillow >= 11.3 reads AVIF by itself.
-    from pillow_heif import register_heif_opener
-
-    register_heif_opener()
-    HEIF_SUPPORT = True
+# HEIC/HEIF photos from phones (Pillow >= 11.3 reads AVIF by itself). pi-heif is the decode-only
+# build of pillow-heif: the same libheif without the 20 MB GPL x265 encoder teddywatch never uses.
+try:
+    from pi_heif import register_heif_opener
 except ImportError:  # pragma: no cover - depends on the installation
-    HEIF_SUPPORT = False
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        register_heif_opener = None
+HEIF_SUPPORT = register_heif_opener is not None
+if register_heif_opener is not None:
+    register_heif_opener()
 
 
 class DecodeError(Exception):
