@@ -33,9 +33,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Only the convolutions are quantised (nearly all the compute); the classifier Gemm and the
-#: grouped head stay float, where 8 bits would blur the logits the labels are summed from.
-OPS = ("Conv",)
+#: The backbone's ops are quantised: convolutions, their ReLU6 (a Clip, folded into the
+#: quantisation range), the residual Adds, the "same" padding and the pooling, so activations
+#: stay uint8 from end to end. The classifier (Gemm) and everything after it (the grouped
+#: log-sum-exp head, softmax) stay float: 8 bits would blur the logits the labels come from.
+OPS = ("Conv", "Clip", "Relu", "Add", "Pad", "GlobalAveragePool")
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "data"))
 
@@ -79,23 +81,129 @@ class Calibration:
         self._it = iter(self.batches)
 
 
-def quantize(fp32: Path, out: Path, reader: Calibration) -> dict:
+def fold_same_padding(src: Path, dst: Path, height: int, width: int) -> int:
+    """Fold timm's "same" padding (Pad -> Conv, pads computed from the input shape) into Conv.
+
+    For the model's fixed input size the pad amounts are constants: run the graph once to read
+    them, write them into the Conv's own `pads`, and drop the Pad. Same arithmetic, but the
+    convolutions then run back to back (no float island around a Pad in the int8 graph, no
+    layout reorders in the fp32 one). Returns the number of Pads folded.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    candidates = []
+    for node in graph.node:
+        if node.op_type != "Pad" or len(node.input) < 2:
+            continue
+        mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+        users = consumers.get(node.output[0], [])
+        if mode != b"constant" or len(users) != 1 or users[0].op_type != "Conv":
+            continue
+        conv = users[0]
+        if any(a.name == "auto_pad" and a.s not in (b"", b"NOTSET") for a in conv.attribute):
+            continue
+        if any(a.name == "pads" and any(a.ints) for a in conv.attribute):
+            continue
+        candidates.append((node, conv))
+    if not candidates:
+        onnx.save(model, str(dst))
+        return 0
+    # Read the pad amounts (and constant values) for the fixed input size.
+    probe = onnx.load(str(src))
+    wanted = []
+    for pad, _ in candidates:
+        wanted += [t for t in pad.input[1:3] if t]
+    existing = {o.name for o in probe.graph.output}
+    for name in wanted:
+        if name not in existing:
+            probe.graph.output.append(helper.make_empty_tensor_value_info(name))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.zeros((1, 3, height, width), np.float32)}
+    values = dict(zip([o.name for o in session.get_outputs()],
+                      session.run([o.name for o in session.get_outputs()], feed)))
+    folded = 0
+    for pad, conv in candidates:
+        amounts = [int(v) for v in values[pad.input[1]]]
+        fill = float(values[pad.input[2]]) if len(pad.input) > 2 and pad.input[2] else 0.0
+        rank = len(amounts) // 2
+        begin, end = amounts[:rank], amounts[rank:]
+        if fill != 0.0 or rank != 4 or begin[:2] != [0, 0] or end[:2] != [0, 0] \
+                or min(amounts) < 0:
+            continue
+        for attr in list(conv.attribute):
+            if attr.name == "pads":
+                conv.attribute.remove(attr)
+        conv.attribute.append(helper.make_attribute("pads", begin[2:] + end[2:]))
+        conv.input[0] = pad.input[0]
+        graph.node.remove(pad)
+        folded += 1
+    _drop_dead_nodes(graph)
+    onnx.save(model, str(dst))
+    return folded
+
+
+def _drop_dead_nodes(graph) -> None:  # noqa: ANN001
+    """Remove nodes (and initializers) that no graph output depends on any more."""
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(node.input)
+    dead = [n for n in graph.node if n not in keep]
+    for node in dead:
+        graph.node.remove(node)
+    for init in [i for i in graph.initializer if i.name not in needed]:
+        graph.initializer.remove(init)
+
+
+def head_nodes(model_path: Path) -> list[str]:
+    """Names of the last Gemm/MatMul and every node downstream of it (the classifier head)."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    last = [n for n in graph.node if n.op_type in ("Gemm", "MatMul")][-1:]
+    tainted = {t for n in last for t in n.output}
+    names = [n.name for n in last]
+    for node in graph.node:
+        if any(t in tainted for t in node.input):
+            tainted.update(node.output)
+            names.append(node.name)
+    return names
+
+
+def quantize(fp32: Path, out: Path, reader: Calibration, size: tuple[int, int] = (224, 224),
+             **overrides) -> dict:
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as tmp:
+        unpadded = Path(tmp) / "unpadded.onnx"
+        folded = fold_same_padding(fp32, unpadded, *size)
         prepped = Path(tmp) / "prepped.onnx"
-        quant_pre_process(str(fp32), str(prepped), skip_symbolic_shape=False)
+        quant_pre_process(str(unpadded), str(prepped), skip_symbolic_shape=False)
+        excluded = head_nodes(prepped)
         settings = dict(quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
-                        op_types_to_quantize=list(OPS),
+                        op_types_to_quantize=list(OPS), nodes_to_exclude=excluded,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        settings.update(overrides)
         quantize_static(str(prepped), str(out), reader, **settings)
     return {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "per_channel": True, "weights": "int8 (symmetric)", "activations": "uint8",
-            "calibration_method": "MinMax", "ops": list(OPS)}
+            "calibration_method": "MinMax", "ops": list(OPS),
+            "same_padding_folded_into_conv": folded,
+            "fixed_input_size": list(size), "float_nodes": len(excluded), "float_part": "the classifier Gemm and the head after it"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     fp32_engine = OnnxEngine(a.model)
     t = time.perf_counter()
     reader = Calibration(fp32_engine, calib)
-    info = quantize(a.model, out, reader)
+    info = quantize(a.model, out, reader,
+                    size=(fp32_engine.preprocess.height, fp32_engine.preprocess.width))
     print(f"quantised {a.model.name} -> {out.name} ({out.stat().st_size / 1e6:.1f} MB) in "
           f"{time.perf_counter() - t:.0f} s, calibrated on {len(calib)} training images")
 
