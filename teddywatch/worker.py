@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from PIL import Image
 
 from teddywatch.engines import Engine
-from teddywatch.imaging import DecodeError, decode
+from teddywatch.imaging import DecodeError, decode_all
 from teddywatch.results import Job, Result, status_for
 
 if TYPE_CHECKING:  # only for the Worker's annotations; classify_batch needs neither
@@ -28,19 +28,17 @@ def classify_batch(engine: Engine, jobs: Sequence[Job], threshold: float) -> lis
     """One Result per job, in order; never raises for a bad file or a failing model call."""
     decoded: list[tuple[int, Image.Image, float]] = []
     results: list[Result | None] = [None] * len(jobs)
-    for index, job in enumerate(jobs):
-        started = time.perf_counter()
-        try:
-            image = decode(job.path, engine.decode_size)
-        except DecodeError as exc:
-            results[index] = _failed(engine, job, str(exc), time.perf_counter() - started)
-            continue
-        except Exception as exc:  # a decoder bug must not stop the batch
-            log.exception("unexpected error decoding %s", job.path)
-            results[index] = _failed(engine, job, f"cannot decode: {type(exc).__name__}: {exc}",
-                                     time.perf_counter() - started)
-            continue
-        decoded.append((index, image, time.perf_counter() - started))
+    # Files are decoded on imaging's small thread pool (Pillow releases the GIL), in order.
+    outcomes = decode_all([job.path for job in jobs], engine.decode_size)
+    for index, (job, (outcome, seconds)) in enumerate(zip(jobs, outcomes)):
+        if isinstance(outcome, DecodeError):
+            results[index] = _failed(engine, job, str(outcome), seconds)
+        elif isinstance(outcome, BaseException):  # a decoder bug must not stop the batch
+            log.error("unexpected error decoding %s", job.path, exc_info=outcome)
+            results[index] = _failed(engine, job, f"cannot decode: {type(outcome).__name__}: "
+                                     f"{outcome}", seconds)
+        else:
+            decoded.append((index, outcome, seconds))
 
     for index, result in _predict_all(engine, jobs, decoded, threshold):
         results[index] = result

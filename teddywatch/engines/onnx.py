@@ -7,6 +7,7 @@ resize call), so both engines see the same pixels.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from teddywatch.engines import ModelError
+from teddywatch.imaging import DECODE_THREADS, thread_pool
 from teddywatch.results import Prediction
 
 log = logging.getLogger(__name__)
@@ -90,13 +92,33 @@ class Preprocess:
         return Image.fromarray(padded)
 
     def to_array(self, image: Image.Image, out: np.ndarray) -> None:
-        """Write the normalised CHW float32 tensor for `image` into `out` (no extra copies)."""
-        pixels = np.asarray(self.resize(image), dtype=np.float32)  # HWC, 0..255
-        chw = pixels.transpose(2, 0, 1)
-        np.multiply(chw, 1 / 255, out=out)
-        if self.mean is not None and self.std is not None:
-            out -= np.asarray(self.mean, dtype=np.float32)[:, None, None]
-            out /= np.asarray(self.std, dtype=np.float32)[:, None, None]
+        """Write the normalised CHW float32 tensor for `image` into `out` (no extra copies).
+
+        (pixels / 255 - mean) / std is computed as pixels * scale + bias, straight from the
+        uint8 pixels into `out`: two passes, no float HWC temporary. The final centre crop of
+        RandomResizedCrop is a view, not a copy.
+        """
+        if self.transform == "RandomResizedCrop":
+            xtra = math.ceil(max(self.width, self.height) * self.val_xtra / 8) * 8
+            squished = np.asarray(image.resize((self.width + xtra, self.height + xtra),
+                                               Image.BILINEAR))
+            h, w = squished.shape[:2]
+            left, top = (w - self.width) // 2, (h - self.height) // 2
+            pixels = squished[top:top + self.height, left:left + self.width]
+        else:
+            pixels = np.asarray(self.resize(image))  # HWC uint8
+        scale, bias = self._scale_bias
+        np.multiply(pixels.transpose(2, 0, 1), scale, out=out)
+        if bias is not None:
+            out += bias
+
+    @functools.cached_property
+    def _scale_bias(self) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.mean is None or self.std is None:
+            return np.full((3, 1, 1), 1 / 255, dtype=np.float32), None
+        mean = np.asarray(self.mean, dtype=np.float64)[:, None, None]
+        std = np.asarray(self.std, dtype=np.float64)[:, None, None]
+        return (1 / (255 * std)).astype(np.float32), (-mean / std).astype(np.float32)
 
 
 def _center_crop(image: Image.Image, width: int, height: int) -> Image.Image:
@@ -153,8 +175,11 @@ class OnnxEngine:
             return []
         batch = np.empty((len(images), 3, self.preprocess.height, self.preprocess.width),
                          dtype=np.float32)
-        for index, image in enumerate(images):
-            self.preprocess.to_array(image, batch[index])
+        if len(images) == 1 or DECODE_THREADS == 1:
+            for index, image in enumerate(images):
+                self.preprocess.to_array(image, batch[index])
+        else:  # resize + normalise on the decode threads (Pillow and NumPy release the GIL)
+            list(thread_pool().map(self.preprocess.to_array, images, batch))
         (scores,) = self.session.run(None, {self.input_name: batch})
         probabilities = scores if self.outputs_probabilities else _softmax(scores)
         return [_prediction(self.labels, row) for row in probabilities]
@@ -173,6 +198,9 @@ def _open_session(model_path: Path, threads: int) -> Any:
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # No spin-waiting between runs: the decode threads need those cores while the next batch
+    # is read, and an idle tray app must not burn CPU.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # onnxruntime's warnings are for developers, not users
     try:
         return ort.InferenceSession(str(model_path), sess_options=options,
