@@ -35,8 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 #: The backbone's ops are quantised: convolutions, their ReLU6 (a Clip, folded into the
 #: quantisation range), the residual Adds, the "same" padding and the pooling, so activations
-#: stay uint8 from end to end. The classifier (Gemm) and everything after it (the grouped
-#: log-sum-exp head, softmax) stay float: 8 bits would blur the logits the labels come from.
+#: stay uint8 from end to end. The stem Conv, the classifier (Gemm) and everything after it
+#: (the grouped log-sum-exp head, softmax) stay float: see float_nodes().
 OPS = ("Conv", "Clip", "Relu", "Add", "Pad", "GlobalAveragePool")
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "data"))
@@ -165,14 +165,21 @@ def _drop_dead_nodes(graph) -> None:  # noqa: ANN001
         graph.initializer.remove(init)
 
 
-def head_nodes(model_path: Path) -> list[str]:
-    """Names of the last Gemm/MatMul and every node downstream of it (the classifier head)."""
+def float_nodes(model_path: Path) -> list[str]:
+    """Nodes kept float: the stem Conv that reads the image, and the classifier head.
+
+    The stem sees the normalised pixels (about -2..2.6) directly: 8 bits there cost the most
+    accuracy for the least compute (3 input channels). The head is the last Gemm/MatMul and
+    everything downstream of it (the grouped log-sum-exp, softmax).
+    """
     import onnx
 
     graph = onnx.load(str(model_path)).graph
+    image = graph.input[0].name
+    names = [n.name for n in graph.node if n.op_type == "Conv" and image in n.input]
     last = [n for n in graph.node if n.op_type in ("Gemm", "MatMul")][-1:]
     tainted = {t for n in last for t in n.output}
-    names = [n.name for n in last]
+    names += [n.name for n in last]
     for node in graph.node:
         if any(t in tainted for t in node.input):
             tainted.update(node.output)
@@ -191,7 +198,7 @@ def quantize(fp32: Path, out: Path, reader: Calibration, size: tuple[int, int] =
         folded = fold_same_padding(fp32, unpadded, *size)
         prepped = Path(tmp) / "prepped.onnx"
         quant_pre_process(str(unpadded), str(prepped), skip_symbolic_shape=False)
-        excluded = head_nodes(prepped)
+        excluded = float_nodes(prepped) + list(overrides.pop("extra_exclude", ()))
         settings = dict(quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
@@ -203,7 +210,8 @@ def quantize(fp32: Path, out: Path, reader: Calibration, size: tuple[int, int] =
             "per_channel": True, "weights": "int8 (symmetric)", "activations": "uint8",
             "calibration_method": "MinMax", "ops": list(OPS),
             "same_padding_folded_into_conv": folded,
-            "fixed_input_size": list(size), "float_nodes": len(excluded), "float_part": "the classifier Gemm and the head after it"}
+            "fixed_input_size": list(size), "float_nodes": len(excluded),
+            "float_part": "the stem Conv (reads the image) and the classifier Gemm + head"}
 
 
 def main(argv: list[str] | None = None) -> int:
