@@ -1,0 +1,76 @@
+"""`teddywatch classify` through the real CLI: every output format, folders, errors, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+from conftest import FIXTURES, run_cli
+
+FIXTURE_FILES = sorted(FIXTURES.glob("*.jpg"))
+
+
+def expected_label(path: Path) -> str:
+    return Path(path).stem.split("_")[0]
+
+
+def test_csv_format_on_a_folder(user_env: dict[str, str]) -> None:
+    proc = run_cli("classify", str(FIXTURES), "--format", "csv", env=user_env)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert {"path", "label", "confidence", "status", "detail"} <= set(rows[0])
+    assert [Path(r["path"]).name for r in rows] == [p.name for p in FIXTURE_FILES]
+    for row in rows:
+        assert row["label"] == expected_label(row["path"]), row
+        assert 0 < float(row["confidence"]) <= 1
+
+
+def test_json_lines_with_top_k(user_env: dict[str, str]) -> None:
+    proc = run_cli("classify", str(FIXTURE_FILES[0]), "--format", "json", "--top", "3",
+                   env=user_env)
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    record = json.loads(line)
+    assert record["label"] == expected_label(FIXTURE_FILES[0])
+    assert len(record["top"]) == 3
+    assert record["top"][0]["label"] == record["label"]
+    assert record["top"][0]["confidence"] >= record["top"][1]["confidence"]
+
+
+def test_table_for_people(user_env: dict[str, str]) -> None:
+    proc = run_cli("classify", *map(str, FIXTURE_FILES[:2]), env=user_env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(expected_label(FIXTURE_FILES[0]))
+    assert "%" in lines[0] and FIXTURE_FILES[0].name in lines[0]
+
+
+def test_bad_files_are_error_rows_and_exit_0(tmp_path: Path, user_env: dict[str, str]) -> None:
+    shutil.copy(FIXTURE_FILES[0], tmp_path / "=good,one.jpg")
+    (tmp_path / "empty.jpg").touch()
+    (tmp_path / "notes.png").write_text("not a picture")
+    proc = run_cli("classify", str(tmp_path), "--format", "csv", env=user_env)
+    assert proc.returncode == 0, proc.stderr
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(proc.stdout))}
+    assert rows["empty.jpg"]["status"] == "error" and "empty" in rows["empty.jpg"]["detail"]
+    assert rows["notes.png"]["status"] == "error"
+    # The formula-looking name is escaped for spreadsheets but still names the file.
+    escaped = [name for name in rows if name.endswith("=good,one.jpg")]
+    assert escaped and rows[escaped[0]]["label"] == expected_label(FIXTURE_FILES[0])
+
+
+def test_missing_path_is_a_usage_error(user_env: dict[str, str], tmp_path: Path) -> None:
+    proc = run_cli("classify", str(tmp_path / "nope.jpg"), env=user_env)
+    assert proc.returncode == 2
+    assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_model_that_cannot_load_exits_2(user_env: dict[str, str], tmp_path: Path) -> None:
+    proc = run_cli("classify", str(FIXTURE_FILES[0]), "--model", str(tmp_path / "m.onnx"),
+                   env=user_env)
+    assert proc.returncode == 2
+    assert "model file not found" in proc.stderr and "Traceback" not in proc.stderr
