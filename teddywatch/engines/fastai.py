@@ -246,13 +246,18 @@ class FastaiEngine:
                 im.load()  # fastai wraps the Image's pixel core, which a lazy file hasn't read yet
             rgb.append(im)
         dl = self.learn.dls.test_dl(rgb, num_workers=0, bs=max(1, len(rgb)))
-        with torch.no_grad(), self.learn.no_bar():
-            if self._activation is not None:
-                probs, _ = self.learn.get_preds(dl=dl, act=self._activation)
-            else:
-                probs, _ = self.learn.get_preds(dl=dl)
-                if probs.ndim == 2 and (probs.min() < 0 or probs.sum(1).sub(1).abs().max() > 1e-3):
-                    probs = probs.softmax(1)
+        # The learner's own validation transforms (test_dl), then the model directly: same
+        # numbers as learn.get_preds, without the callback machinery's per-call overhead.
+        model = self.learn.model
+        outs = []
+        with torch.no_grad():
+            for batch in dl:
+                outs.append(model(batch[0]))
+        logits = torch.cat(outs)
+        if self._activation is not None:
+            probs = self._activation(logits)
+        else:
+            probs = logits.softmax(1)
         out = []
         for row in probs.float().tolist():
             top = tuple(sorted(zip(self.labels, row), key=lambda t: -t[1]))
