@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -275,7 +276,8 @@ def train(data_dir: Path, out_dir: Path, arch: str = "efficientnet_lite0", epoch
     interp.plot_confusion_matrix(figsize=(5, 5))
     plt.savefig(confusion_png, dpi=80, bbox_inches="tight")
     plt.close("all")
-    interp.plot_top_losses(9, nrows=3, figsize=(9, 9))
+    k = min(9, len(dls.valid_ds))
+    interp.plot_top_losses(k, nrows=math.ceil(math.sqrt(k)), figsize=(9, 9))
     plt.savefig(top_losses_png, dpi=60, bbox_inches="tight")
     plt.close("all")
 
