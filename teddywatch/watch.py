@@ -233,7 +233,9 @@ class Watcher:
                     self.jobs.record_overflow()  # the next scan finds it
                     return
                 self._pending[path] = _Pending(kind, closes, now)
-            elif kind != _TOUCHED:  # the latest event wins: a write after a close means wait
+            elif kind not in (_TOUCHED, _SCANNED):
+                # The latest event wins (a write after a close means wait again), but a
+                # metadata change or a scan never turns "being written" into "settle by time".
                 entry.kind, entry.closes = kind, closes
         if kind == _READY:
             self._wake.set()
