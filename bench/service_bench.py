@@ -10,6 +10,7 @@ dir too) with the default model, then:
 - peak RSS: the service process's VmHWM (Linux) after each run.
 
     .venv/bin/python bench/service_bench.py [--latency 40] [--burst 200] [--big 2000]
+        [--out bench/results/service.json]
 """
 
 from __future__ import annotations
@@ -144,9 +145,12 @@ def main() -> int:
     parser.add_argument("--big", type=int, default=0, help="tiny images in a big burst (0: skip)")
     parser.add_argument("--model", type=Path, default=Service.model,
                         help="model file (default: the default model)")
+    parser.add_argument("--out", type=Path, help="also write the JSON report here")
     args = parser.parse_args()
     Service.model = args.model.absolute()
-    report = {"cpus": os.cpu_count(), "model": args.model.name}
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
+              "cpus": os.cpu_count(), "model": args.model.name,
+              "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="tw-bench-") as tmp:
         if args.latency:
             report["single_file_latency"] = latency(Path(tmp) / "latency", args.latency)
@@ -154,7 +158,12 @@ def main() -> int:
             report["burst"] = burst(Path(tmp) / "burst", args.burst, tiny=False)
         if args.big:
             report["big_burst"] = burst(Path(tmp) / "big", args.big, tiny=True)
-    print(json.dumps(report, indent=2))
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
     return 0
 
 
