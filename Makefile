@@ -40,8 +40,9 @@ bench: setup
 bundle: setup
 	$(DEV_VENV)/bin/pyinstaller --noconfirm --clean watch.spec
 
+# Rebuild the default model from ../shared/data and score it on held-out images (models/README.md).
 model: setup
-	$(DEV_VENV)/bin/python -m teddywatch train $(DATA)/bears --out models
+	PYTHON=$(DEV_VENV)/bin/python DATA=$(DATA) bash bench/make_model.sh
 
 clean:
 	rm -rf build dist .pytest_cache

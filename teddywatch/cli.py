@@ -323,6 +323,9 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
                        help="efficientnet_lite0 (ImageNet weights shipped offline), resnet18 or "
                             "resnet34 (random init: nothing is downloaded)")
     train.add_argument("--epochs", type=int, default=None, metavar="N")
+    train.add_argument("--negatives", type=Path, metavar="DIR",
+                       help="pictures that show none of the labels, learnt as 'other' (and the "
+                            "grouped ImageNet head keeps the rest of the world 'other' too)")
     train.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
                        help="where the learner, ONNX model, metadata and reports go")
     train.set_defaults(handler=cmd_train)
@@ -357,22 +360,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.data_dir.is_dir():
         raise UsageError(f"{args.data_dir}: not a folder; expected one sub-folder per label")
     training = _training_module()
-    options = {"arch": args.arch}
+    options: dict[str, object] = {"arch": args.arch, "negatives_dir": args.negatives}
     if args.epochs is not None:
         options["epochs"] = args.epochs
     report = training.train(args.data_dir, args.out, **options)
-    print(report)
+    print(f"validation accuracy {report.valid_accuracy:.1%} on {report.n_valid} images "
+          f"({report.n_train} trained on, {report.n_holdout} held out); "
+          f"unsure threshold {report.unsure_threshold:g}")
+    for label, path in (("learner", report.learner), ("onnx model", report.onnx),
+                        ("metadata", report.metadata), ("confusion matrix", report.confusion_png),
+                        ("top losses", report.top_losses_png)):
+        if path is not None:
+            print(f"  {label}: {path}")
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     training = _training_module()
     report = training.export(args.learner, args.out, check_images=args.check, code=args.code)
-    print(report)
+    from teddywatch.engines.agreement import compare_engines
+
+    agreement = compare_engines(args.learner, report.onnx, args.check, code=args.code)
+    print(agreement)
+    if not agreement.ok:
+        print("The ONNX model was written, but the onnx engine would not answer as the learner "
+              "does: teddywatch reproduces fast.ai's item Resize/RandomResizedCrop and "
+              "Normalize, not a resize inside batch_tfms such as aug_transforms(size=...). "
+              "Serve this learner with engine = \"fastai\", or retrain it with the size in "
+              "item_tfms.", file=sys.stderr)
+        return EXIT_BUG
     return EXIT_OK
 
-
-# --- run (the watch service) ---------------------------------------------------------------
 
 def _add_run(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     run = commands.add_parser("run", parents=[common],
