@@ -388,6 +388,23 @@ def test_sorting_moves_into_label_folders_without_overwriting(tmp_path: Path, en
     assert_well_formed(log_path)
 
 
+def test_sorting_by_copy_leaves_the_source_and_does_not_classify_it_again(
+        tmp_path: Path, engine, services) -> None:
+    inbox, dest = tmp_path / "inbox", tmp_path / "sorted"
+    inbox.mkdir()
+    config = config_for(tmp_path, sort=SortConfig(enabled=True, mode="copy", destination=dest))
+    service = services(config, engine)
+    log_path = tmp_path / "data" / "results.csv"
+    drop(FIXTURES / "black_2.jpg", inbox / "b.jpg")
+    (row,) = wait_rows(log_path, 1)
+    assert row.moved_to == str(dest / "black" / "b.jpg")
+    assert (inbox / "b.jpg").read_bytes() == (dest / "black" / "b.jpg").read_bytes()
+    assert not [p for p in (dest / "black").iterdir() if p.name.startswith(".")]  # no temp left
+    service._watcher.request_scan()  # a reconciliation scan sees the source: already logged
+    drop(FIXTURES / "teddy_2.jpg", inbox / "t.jpg")
+    assert [Path(r.path).name for r in wait_rows(log_path, 2)] == ["b.jpg", "t.jpg"]
+
+
 def test_crash_between_row_and_move_is_finished_on_start(tmp_path: Path, engine,
                                                          services) -> None:
     inbox, dest = tmp_path / "inbox", tmp_path / "sorted"
