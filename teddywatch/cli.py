@@ -406,6 +406,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from teddywatch.sinks.sort import SortError
 
     config = active_config(args)
+    _create_default_inbox(config)
     try:
         if not args.headless:
             from teddywatch import tray  # falls back to headless, in one line, without a display
@@ -415,6 +416,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (LedgerError, SortError) as exc:  # user-fixable, like a config error
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER
+
+
+def _create_default_inbox(config: Config) -> None:
+    """With no config file, teddywatch watches ~/Pictures/teddywatch: make it, so it just works.
+
+    Folders named in a config file are never created: a missing one may be an unplugged drive,
+    which the watcher reports and retries.
+    """
+    inbox = resources.default_inbox()
+    if config.source is None and not inbox.exists():
+        inbox.mkdir(parents=True, exist_ok=True)
+        print(f"created {inbox}: drop images there (change folders with 'teddywatch config init')",
+              file=sys.stderr)
 
 
 # --- autostart -----------------------------------------------------------------------------
