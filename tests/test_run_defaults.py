@@ -25,7 +25,7 @@ def test_first_run_creates_the_default_inbox_and_stops_cleanly(user_env: dict[st
         if "watching 1 folder" in line or not line:
             break
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=30)
+    _, rest = proc.communicate(timeout=30)
     text = "".join(seen) + rest
     assert proc.returncode == 0, text
     assert inbox.is_dir()
