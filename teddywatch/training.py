@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from teddywatch.engines import ModelError
+from teddywatch.engines import ModelError, file_sha256
 
 ARCHS = ("efficientnet_lite0", "resnet18", "resnet34")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -95,14 +95,6 @@ def labelled_items(data_dir: Path) -> list[tuple[Path, str]]:
                          "training needs at least two sub-folders (one per label) with images in "
                          "them, e.g. DATA/black/*.jpg and DATA/teddy/*.jpg.")
     return items
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- model building
@@ -445,8 +437,8 @@ def export(learner_pkl: Path, out: Path | None = None, check_images: Sequence[Pa
         "resize": rs,
         "normalize": norm,
         "unsure_threshold": info.get("unsure_threshold", 0.5),
-        "sha256": sha256_file(out),
-        "learner_sha256": sha256_file(learner_pkl),
+        "sha256": file_sha256(out),
+        "learner_sha256": file_sha256(learner_pkl),
         "arch": info.get("arch", type(model).__name__),
         "fastai_version": fastai.__version__,
         "torch_version": torch.__version__,

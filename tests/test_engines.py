@@ -93,7 +93,7 @@ def test_broken_onnx_is_explained(tmp_path: Path) -> None:
 
 def test_metadata_records_what_the_model_card_promises() -> None:
     meta = json.loads(MODEL.with_suffix(".json").read_text())
-    from teddywatch.engines.onnx import file_sha256
+    from teddywatch.engines import file_sha256
 
     assert meta["sha256"] == file_sha256(MODEL)
     assert meta["labels"] == ["black", "grizzly", "teddy", "other"]

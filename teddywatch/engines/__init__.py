@@ -6,6 +6,7 @@ Heavy imports (onnxruntime, fastai/torch) happen inside the implementation that 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -42,6 +43,15 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release the model."""
         ...
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a model file, read in chunks (models are tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def pick_engine(model_path: Path, engine: str = "auto") -> str:

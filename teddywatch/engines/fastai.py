@@ -19,7 +19,6 @@ Known load failures become a one-paragraph `ModelError` that says what to do:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import logging
 import pathlib
@@ -31,7 +30,7 @@ from typing import Iterator, Sequence
 
 from PIL import Image
 
-from teddywatch.engines import ModelError
+from teddywatch.engines import ModelError, file_sha256
 from teddywatch.results import Prediction
 
 log = logging.getLogger(__name__)
@@ -202,8 +201,7 @@ class FastaiEngine:
         if vocab and isinstance(vocab[0], (list, tuple)):  # (L, L) for some learners
             vocab = vocab[-1]
         self.labels = tuple(str(v) for v in vocab)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        self.model_id = f"{path.name}@{digest[:8]}"
+        self.model_id = f"{path.name}@{file_sha256(path)[:8]}"
         self.decode_size = self._input_size()
         self.default_threshold = self._threshold()
         act = getattr(self.learn.loss_func, "activation", None)

@@ -8,7 +8,6 @@ resize call), so both engines see the same pixels.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -145,14 +144,6 @@ def read_metadata(model_path: Path) -> dict[str, Any]:
         raise ModelError(f"{meta_path}: not valid teddywatch model metadata ({exc}). "
                          "Re-export the model with 'teddywatch export'.") from None
     return meta
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class OnnxEngine:
