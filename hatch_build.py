@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SHIPPED = ("models/bears.onnx", "models/bears.json", "config.example.toml")
+SHIPPED = ("models/bears-int8.onnx", "models/bears-int8.json", "config.example.toml")
 
 
 class CustomBuildHook(BuildHookInterface):

@@ -64,8 +64,8 @@ def expected_label(path: Path | str) -> str:
 def test_bundle_is_small_and_has_no_training_stack(bundle: Path) -> None:
     assert bundle_check.check(bundle) == [], bundle_check.report(bundle)
     internal = bundle / "_internal"
-    assert (internal / "models" / "bears.onnx").is_file()
-    assert (internal / "models" / "bears.json").is_file()
+    assert (internal / "models" / "bears-int8.onnx").is_file()
+    assert (internal / "models" / "bears-int8.json").is_file()
     assert (internal / "config.example.toml").is_file()
 
 
@@ -100,7 +100,7 @@ def test_classify_csv_labels_the_fixtures(bundle: Path, user_env: dict[str, str]
     assert [Path(row["path"]).name for row in rows] == [p.name for p in FIXTURE_FILES]
     for row in rows:
         assert row["label"] == expected_label(row["path"]), row
-        assert row["model"].startswith("bears.onnx"), row
+        assert row["model"].startswith("bears-int8.onnx"), row
 
 
 def test_config_commands_use_the_bundled_example(bundle: Path, user_env: dict[str, str],
