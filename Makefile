@@ -43,6 +43,7 @@ bundle: setup
 # Rebuild the default model from ../shared/data and score it on held-out images (models/README.md).
 model: setup
 	PYTHON=$(DEV_VENV)/bin/python DATA=$(DATA) bash bench/make_model.sh
+	$(DEV_VENV)/bin/python bench/quantize.py --data $(DATA) --model models/bears.onnx --negatives build/negatives
 
 clean:
 	rm -rf build dist .pytest_cache
