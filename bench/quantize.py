@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import importlib.util
 import json
 import random
@@ -41,6 +40,8 @@ OPS = ("Conv", "Clip", "Relu", "Add", "Pad", "GlobalAveragePool")
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "data"))
 
+from teddywatch.engines import file_sha256  # noqa: E402
+
 
 def _model_quality():
     spec = importlib.util.spec_from_file_location("model_quality", ROOT / "bench" / "model_quality.py")
@@ -48,14 +49,6 @@ def _model_quality():
     assert spec.loader
     spec.loader.exec_module(module)
     return module
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Calibration:
@@ -264,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = read_metadata(a.model)
     int8_meta = copy.deepcopy(meta)
-    int8_meta.update({"name": f"{meta.get('name', a.model.stem)}-int8", "sha256": sha256(out),
+    int8_meta.update({"name": f"{meta.get('name', a.model.stem)}-int8", "sha256": file_sha256(out),
                       "fp32_sha256": meta.get("sha256")})
     info["calibration_set"] = {
         "bears": sum(1 for p in calib if p in set(train_bears)),
