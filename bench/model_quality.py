@@ -133,6 +133,21 @@ def three_way(rows: list[dict]) -> dict:
     return {"n": len(bears), "argmax_over_bears_right": round(right / max(1, len(bears)), 4)}
 
 
+
+def load_negatives(neg_dir: Path | None) -> tuple[Path, dict, tempfile.TemporaryDirectory | None]:
+    """The non-bear pictures and their manifest; built into a temp folder when none is given.
+
+    The caller cleans up the temp folder (the third item) when it is done with the pictures.
+    """
+    tmp = None
+    if neg_dir is None:
+        import make_negatives
+
+        tmp = tempfile.TemporaryDirectory()
+        neg_dir = Path(tmp.name)
+        make_negatives.build(neg_dir)
+    return neg_dir, json.loads((neg_dir / "manifest.json").read_text()), tmp
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -162,15 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     items = [(p, lab, "bears:" + lab) for p, lab in labelled_items(bears_dir)
              if bear_split(p) == "holdout"]
-    tmp = None
-    neg_dir = a.negatives
-    if neg_dir is None:
-        import make_negatives
-
-        tmp = tempfile.TemporaryDirectory()
-        neg_dir = Path(tmp.name)
-        make_negatives.build(neg_dir)
-    manifest = json.loads((neg_dir / "manifest.json").read_text())
+    neg_dir, manifest, tmp = load_negatives(a.negatives)
     items += [(neg_dir / m["file"], "other", m["source"]) for m in manifest["files"]
               if m["pool"] == "report"]
     print(f"report set: {Counter(t for _, t, _ in items)}")

@@ -224,15 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from teddywatch.training import bear_split, labelled_items
 
     mq = _model_quality()
-    tmp = None
-    neg_dir = a.negatives
-    if neg_dir is None:
-        import make_negatives
-
-        tmp = tempfile.TemporaryDirectory()
-        neg_dir = Path(tmp.name)
-        make_negatives.build(neg_dir)
-    manifest = json.loads((neg_dir / "manifest.json").read_text())
+    neg_dir, manifest, tmp = mq.load_negatives(a.negatives)
 
     all_bears = labelled_items(a.data / "bears")
     rng = random.Random(0)
