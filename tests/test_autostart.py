@@ -15,14 +15,10 @@ from teddywatch.cli import main
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch) -> Path:
-    for name, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
-                      ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")):
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / sub))
-    monkeypatch.delenv("TEDDYWATCH_CONFIG", raising=False)
+def home(home: Path, monkeypatch) -> Path:
+    """conftest's private home, on the XDG (Linux) code path whatever runs the tests."""
     monkeypatch.setattr(sys, "platform", "linux")
-    return tmp_path
+    return home
 
 
 def unquote_exec(value: str) -> list[str]:

@@ -67,17 +67,6 @@ def desktop(desktop_session: DesktopSession, monkeypatch) -> DesktopSession:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch) -> Path:
-    """A private home, config and data dir: autostart files and the gallery land here."""
-    for name, sub in (("HOME", "home"), ("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
-                      ("XDG_STATE_HOME", "state"), ("XDG_CACHE_HOME", "cache")):
-        (tmp_path / sub).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / sub))
-    monkeypatch.delenv("TEDDYWATCH_CONFIG", raising=False)
-    return tmp_path
-
-
-@pytest.fixture
 def config(home: Path) -> Config:
     inbox = home / "inbox"
     inbox.mkdir()
