@@ -19,6 +19,8 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from teddywatch.webp import scaled_decoder
+
 log = logging.getLogger(__name__)
 
 # Pillow's guard stays on: images over MAX_IMAGE_PIXELS are refused here with a clear reason
@@ -47,9 +49,10 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
     """Open `path` as an upright RGB image with both sides at least `min_size` where possible.
 
     JPEGs are decoded in draft mode (DCT scaling), so a 20-megapixel photo costs a fraction of a
-    full decode; other large images (WebP, PNG, HEIC photos) are shrunk the same way after
-    decoding (by 2, 4 or 8 with a box filter), so a batch never holds full-size photos. The
-    format is read from the file's bytes, never from its extension.
+    full decode; still WebP photos are scaled by libwebp while it decodes (`teddywatch.webp`);
+    other large images (PNG, HEIC photos) are shrunk the same way after decoding (by 2, 4 or 8
+    with a box filter), so a batch never holds full-size photos. The format is read from the
+    file's bytes, never from its extension.
     """
     path = Path(path)
     try:
@@ -65,6 +68,10 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
             _check_pixels(image)
             if image.format == "JPEG":
                 image.draft("RGB", (min_size, min_size))
+            elif image.format == "WEBP":
+                scaled = _scaled_webp(path, image, min_size)
+                if scaled is not None:
+                    return _to_rgb(ImageOps.exif_transpose(scaled))
             image.load()
             reduced = _reduce(image, min_size) if image.format != "JPEG" else image
             upright = ImageOps.exif_transpose(reduced)
@@ -126,16 +133,43 @@ def _reduce(image: Image.Image, min_size: int) -> Image.Image:
 
     The same factors JPEG draft mode uses, for formats that cannot scale while decoding.
     """
-    if image.mode not in ("RGB", "L") or min_size <= 0:
+    if image.mode not in ("RGB", "L"):
         return image
-    fit = min(image.size[0] // min_size, image.size[1] // min_size)
-    factor = next((f for f in (8, 4, 2) if f <= fit), 1)
+    factor = _reduce_factor(image.size, min_size)
     if factor == 1:
         return image
     reduced = image.reduce(factor)
     reduced.info = image.info  # keep the EXIF orientation for exif_transpose
     reduced.format = image.format
     return reduced
+
+
+def _reduce_factor(size: tuple[int, int], min_size: int) -> int:
+    """The largest of 8, 4, 2 that keeps both sides >= min_size (1 if none does)."""
+    if min_size <= 0:
+        return 1
+    fit = min(size[0] // min_size, size[1] // min_size)
+    return next((f for f in (8, 4, 2) if f <= fit), 1)
+
+
+def _scaled_webp(path: Path, image: Image.Image, min_size: int) -> Image.Image | None:
+    """A large still WebP decoded by libwebp straight at the reduced size, or None (use Pillow).
+
+    Same output size as `_reduce` (ceil(side / factor)); libwebp's area-averaging rescaler gives
+    nearly the same pixels as Pillow's box reduce, without the full-size frame.
+    """
+    factor = _reduce_factor(image.size, min_size)
+    decoder = scaled_decoder() if factor > 1 else None
+    if decoder is None or getattr(image, "n_frames", 1) > 1:
+        return None
+    width, height = (-(-side // factor) for side in image.size)
+    pixels = decoder(path.read_bytes(), width, height)
+    if pixels is None:
+        return None
+    scaled = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
+    scaled.info = dict(image.info)  # the EXIF orientation, for exif_transpose
+    scaled.format = image.format
+    return scaled
 
 
 def _check_pixels(image: Image.Image) -> None:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import FIXTURES
+from teddywatch import imaging
 from teddywatch.imaging import HEIF_SUPPORT, DecodeError, decode
+from teddywatch.webp import scaled_decoder
 
 
 def photo(size: tuple[int, int] = (320, 240), color: tuple[int, int, int] = (120, 80, 40)) -> Image.Image:
@@ -169,6 +173,70 @@ def test_large_jpeg_is_decoded_in_draft_mode(tmp_path: Path) -> None:
     width, height = image.size
     assert width <= 1000 and height <= 750  # scaled by at least 1/4 in the DCT
     assert min(width, height) >= 224  # but never below what the model needs
+
+
+# --- large WebP photos: libwebp scales while decoding ----------------------------------------
+
+def pillow_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode WebP the way Pillow alone does (what happens where libwebp is not reachable)."""
+    monkeypatch.setattr(imaging, "scaled_decoder", lambda: None)
+
+
+def test_libwebp_is_reachable_on_linux() -> None:
+    # Pillow's Linux wheels ship libwebp as a shared library; if this fails the fast path is dead.
+    if sys.platform.startswith("linux"):
+        assert scaled_decoder() is not None
+
+
+def test_large_webp_is_scaled_like_pillow_reduce(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    source = Image.open(FIXTURES / "grizzly_1.jpg").resize((1200, 900), Image.BICUBIC)
+    path = save(source, tmp_path / "camera.webp", "WEBP", quality=90)
+    libwebp = scaled_decoder()
+    if libwebp is None:
+        pytest.skip("libwebp is not reachable (Windows wheels link it statically)")
+    calls = []
+    monkeypatch.setattr(imaging, "scaled_decoder",
+                        lambda: lambda *args: calls.append(args[1:]) or libwebp(*args))
+    fast = decode(path, min_size=224)
+    assert calls == [(300, 225)]  # libwebp did the decoding, straight at the reduced size
+    pillow_only(monkeypatch)
+    slow = decode(path, min_size=224)
+    assert fast.mode == slow.mode == "RGB"
+    assert fast.size == slow.size == (300, 225)  # reduced by 4, both sides still >= 224
+    difference = np.abs(np.asarray(fast, dtype=int) - np.asarray(slow, dtype=int))
+    assert difference.mean() < 1.5 and difference.max() < 40
+
+
+def test_large_webp_with_alpha_is_flattened_on_white(tmp_path: Path) -> None:
+    rgba = Image.new("RGBA", (1000, 1000), (0, 0, 0, 0))
+    rgba.paste((200, 0, 0, 255), (0, 0, 500, 1000))
+    image = decode(save(rgba, tmp_path / "sticker.webp", "WEBP", lossless=True), min_size=224)
+    assert image.mode == "RGB" and image.size == (250, 250)
+    assert image.getpixel((60, 125)) == (200, 0, 0)
+    assert image.getpixel((190, 125)) == (255, 255, 255)
+
+
+def test_large_webp_keeps_its_exif_orientation(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    path = save(photo((1200, 800)), tmp_path / "phone.webp", "WEBP", exif=exif.tobytes())
+    assert decode(path, min_size=200).size == (200, 300)
+
+
+def test_large_animated_webp_gives_first_frame(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (800, 800), c) for c in ((250, 0, 0), (0, 0, 250))]
+    path = tmp_path / "anim.webp"
+    frames[0].save(path, "WEBP", save_all=True, append_images=frames[1:], duration=100,
+                   lossless=True)
+    red, green, blue = decode(path, min_size=224).getpixel((32, 32))
+    assert red > 200 and blue < 50
+
+
+def test_truncated_large_webp(tmp_path: Path) -> None:
+    path = save(photo((1200, 900)), tmp_path / "cut.webp", "WEBP", quality=90)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert_one_line_error(path)
 
 
 def test_fixtures_decode() -> None:
