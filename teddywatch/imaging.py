@@ -7,6 +7,7 @@ upright RGB image no smaller than the model needs, or raises DecodeError with a 
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import threading
@@ -19,6 +20,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from teddywatch.jpeg import eighth_scale_scans
 from teddywatch.webp import scaled_decoder
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,8 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
     """Open `path` as an upright RGB image with both sides at least `min_size` where possible.
 
     JPEGs are decoded in draft mode (DCT scaling), so a 20-megapixel photo costs a fraction of a
-    full decode; still WebP photos are scaled by libwebp while it decodes (`teddywatch.webp`);
+    full decode (progressive ones from only the scans that scale reads, `teddywatch.jpeg`); still
+    WebP photos are scaled by libwebp while it decodes (`teddywatch.webp`);
     other large images (PNG, HEIC photos) are shrunk the same way after decoding (by 2, 4 or 8
     with a box filter), so a batch never holds full-size photos. The format is read from the
     file's bytes, never from its extension.
@@ -67,7 +70,11 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
         with Image.open(path) as image:
             _check_pixels(image)
             if image.format == "JPEG":
+                full_size = image.size
                 image.draft("RGB", (min_size, min_size))
+                eighth = _progressive_at_eighth(path, image, full_size, min_size)
+                if eighth is not None:
+                    return _to_rgb(ImageOps.exif_transpose(eighth))
             elif image.format == "WEBP":
                 scaled = _scaled_webp(path, image, min_size)
                 if scaled is not None:
@@ -150,6 +157,27 @@ def _reduce_factor(size: tuple[int, int], min_size: int) -> int:
         return 1
     fit = min(size[0] // min_size, size[1] // min_size)
     return next((f for f in (8, 4, 2) if f <= fit), 1)
+
+
+def _progressive_at_eighth(path: Path, image: Image.Image, full_size: tuple[int, int],
+                           min_size: int) -> Image.Image | None:
+    """A progressive JPEG in draft mode at 1/8 scale, decoded from only the scans that scale
+    reads (`teddywatch.jpeg`): the same pixels in about half the time. None: decode as usual."""
+    if not image.info.get("progressive") or image.size != tuple(-(-s // 8) for s in full_size):
+        return None
+    reduced = eighth_scale_scans(path.read_bytes())
+    if reduced is None:
+        return None
+    try:
+        eighth = Image.open(io.BytesIO(reduced))
+        eighth.draft("RGB", (min_size, min_size))
+        eighth.load()
+    except (OSError, SyntaxError, ValueError) as exc:  # then the whole file decides
+        log.debug("%s: decoding the 1/8-scale scans failed (%s); decoding it all", path, exc)
+        return None
+    if eighth.size != image.size or eighth.mode != image.mode:
+        return None
+    return eighth
 
 
 def _scaled_webp(path: Path, image: Image.Image, min_size: int) -> Image.Image | None:

@@ -16,6 +16,7 @@ from PIL import Image
 from conftest import FIXTURES
 from teddywatch import imaging
 from teddywatch.imaging import HEIF_SUPPORT, DecodeError, decode
+from teddywatch.jpeg import eighth_scale_scans
 from teddywatch.webp import scaled_decoder
 
 
@@ -173,6 +174,61 @@ def test_large_jpeg_is_decoded_in_draft_mode(tmp_path: Path) -> None:
     width, height = image.size
     assert width <= 1000 and height <= 750  # scaled by at least 1/4 in the DCT
     assert min(width, height) >= 224  # but never below what the model needs
+
+
+# --- progressive JPEG photos: only the scans a 1/8-scale decode reads ------------------------
+
+def camera_photo(size: tuple[int, int] = (2400, 1800)) -> Image.Image:
+    """A fixture bear scaled up to camera size, with fine noise so every AC band carries data."""
+    rng = np.random.default_rng(0)
+    base = np.asarray(Image.open(FIXTURES / "black_1.jpg").convert("RGB").resize(size),
+                      dtype=np.int16)
+    noisy = base + rng.integers(-12, 13, size=base.shape, dtype=np.int16)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def whole_file_decode(path: Path, monkeypatch: pytest.MonkeyPatch, **options) -> Image.Image:
+    with monkeypatch.context() as patch:
+        patch.setattr(imaging, "eighth_scale_scans", lambda data: None)
+        return decode(path, **options)
+
+
+@pytest.mark.parametrize("mode,subsampling", [("RGB", 2), ("RGB", 1), ("RGB", 0), ("L", 0)])
+def test_progressive_jpeg_at_eighth_scale_gives_the_same_pixels(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, subsampling: int) -> None:
+    path = save(camera_photo().convert(mode), tmp_path / "web.jpg", "JPEG", quality=90,
+                progressive=True, subsampling=subsampling)
+    used = []
+    monkeypatch.setattr(imaging, "eighth_scale_scans",
+                        lambda data: used.append(len(data)) or eighth_scale_scans(data))
+    fast = decode(path, min_size=224)
+    assert fast.size == (300, 225) and used  # draft scale 1/8, through the reduced scans
+    slow = whole_file_decode(path, monkeypatch, min_size=224)
+    assert np.array_equal(np.asarray(fast), np.asarray(slow))
+    assert len(eighth_scale_scans(path.read_bytes())) < 0.6 * path.stat().st_size
+
+
+def test_progressive_jpeg_keeps_its_exif_orientation(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    path = save(camera_photo(), tmp_path / "phone.jpg", "JPEG", progressive=True,
+                exif=exif.tobytes())
+    assert decode(path, min_size=224).size == (225, 300)
+
+
+def test_truncated_progressive_jpeg(tmp_path: Path) -> None:
+    path = save(camera_photo(), tmp_path / "cut.jpg", "JPEG", progressive=True)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    assert eighth_scale_scans(path.read_bytes()) is None  # the whole-file decode reports it
+    assert_one_line_error(path, "truncated")
+
+
+def test_only_plain_progressive_jpegs_are_reduced(tmp_path: Path) -> None:
+    baseline = save(camera_photo((800, 600)), tmp_path / "baseline.jpg", "JPEG")
+    assert eighth_scale_scans(baseline.read_bytes()) is None
+    assert eighth_scale_scans(b"") is None
+    assert eighth_scale_scans(b"\xff\xd8" + os.urandom(64)) is None
+    assert eighth_scale_scans(b"\xff\xd8\xff\xc2\x00") is None
 
 
 # --- large WebP photos: libwebp scales while decoding ----------------------------------------
