@@ -179,9 +179,10 @@ def image_sets(data: Path, quick: bool) -> dict[str, list[str]]:
     photos = sorted(str(p) for p in (data / "photos").glob("*") if p.is_file())
     if not web or not photos:
         raise SystemExit(f"{data}: expected bears/<label>/* and photos/* images")
-    n_web = 32 if quick else 128
-    n_cam = 12 if quick else 24
-    # 2N files each; camera photos are cycled (12 files), in the same order for every path.
+    n_web = 32 if quick else 256
+    n_cam = 12 if quick else 60  # 10 rounds of the 12 photos: the rate window spans whole rounds
+    # 2N files each; camera photos are cycled (12 files, which differ tenfold in decode time),
+    # in the same order for every path.
     return {"web": _cycle(web, 2 * n_web), "camera": _cycle(photos, 2 * n_cam)}
 
 

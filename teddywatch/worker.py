@@ -2,6 +2,7 @@
 
 `classify_batch` is the whole per-batch step with no threads, used by `teddywatch classify` and by
 the worker thread alike. One bad file never spoils the batch: it becomes an `error` Result.
+`map_in_order` lets `teddywatch classify` keep two batches in flight.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from PIL import Image
 
@@ -45,6 +48,30 @@ def classify_batch(engine: Engine, jobs: Sequence[Job], threshold: float) -> lis
     for _, image, _ in decoded:
         image.close()
     return [r for r in results if r is not None]
+
+
+Item = TypeVar("Item")
+Outcome = TypeVar("Outcome")
+
+
+def map_in_order(work: Callable[[Item], Outcome], items: Iterable[Item],
+                 in_flight: int = 1) -> Iterator[Outcome]:
+    """`work(item)` for each item, up to `in_flight` at once on their own threads, in order.
+
+    With two batches in flight one is decoded while the other is in the model, and a slow photo
+    at the end of a batch no longer leaves a core idle. At most `in_flight` batches are held.
+    """
+    if in_flight <= 1:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="teddywatch-batch") as pool:
+        pending: deque[Future[Outcome]] = deque()
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= in_flight:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _predict_all(engine: Engine, jobs: Sequence[Job],

@@ -6,9 +6,12 @@ import csv
 import io
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 from conftest import FIXTURES, run_cli
+from teddywatch.worker import map_in_order
 
 FIXTURE_FILES = sorted(FIXTURES.glob("*.jpg"))
 
@@ -61,6 +64,48 @@ def test_bad_files_are_error_rows_and_exit_0(tmp_path: Path, user_env: dict[str,
     # The formula-looking name is escaped for spreadsheets but still names the file.
     escaped = [name for name in rows if name.endswith("=good,one.jpg")]
     assert escaped and rows[escaped[0]]["label"] == expected_label(FIXTURE_FILES[0])
+
+
+def test_two_batches_in_flight_keep_the_order(tmp_path: Path, user_env: dict[str, str]) -> None:
+    # Enough files for two batches at once (onnx engine, automatic threads), a bad one among
+    # them; the same rows in the same order as one batch at a time (--threads 2).
+    for copy in range(3):
+        for path in FIXTURE_FILES:
+            shutil.copy(path, tmp_path / f"{copy}_{path.name}")
+    (tmp_path / "1_broken.jpg").write_bytes(b"not a jpeg")
+    common = ("classify", str(tmp_path), "--format", "csv", "--batch-size", "4", "-v")
+    overlapped = run_cli(*common, env=user_env)
+    one_by_one = run_cli(*common, "--threads", "2", env=user_env)
+    assert overlapped.returncode == one_by_one.returncode == 0, overlapped.stderr
+    assert "2 batch(es) in flight" in overlapped.stderr
+    assert "1 batch(es) in flight" in one_by_one.stderr
+    rows = list(csv.DictReader(io.StringIO(overlapped.stdout)))
+    reference = list(csv.DictReader(io.StringIO(one_by_one.stdout)))
+    assert len(rows) == 3 * len(FIXTURE_FILES) + 1
+    assert [(r["path"], r["label"], r["status"]) for r in rows] == \
+        [(r["path"], r["label"], r["status"]) for r in reference]
+    for row in rows:
+        if row["status"] != "error":
+            assert row["label"] == expected_label(Path(row["path"]).name.split("_", 1)[1]), row
+
+
+def test_map_in_order_keeps_order_and_bounds_the_work_in_flight() -> None:
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def work(delay: float) -> float:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(delay)  # later items finish first
+        with lock:
+            running[0] -= 1
+        return delay
+
+    delays = [0.05, 0.01, 0.04, 0.0, 0.03, 0.02]
+    assert list(map_in_order(work, delays, in_flight=2)) == delays
+    assert most[0] == 2
+    assert list(map_in_order(work, delays, in_flight=1)) == delays
 
 
 def test_missing_path_is_a_usage_error(user_env: dict[str, str], tmp_path: Path) -> None:
