@@ -126,9 +126,12 @@ def scaled_decoder() -> ScaledDecoder | None:
 def _load_libwebp() -> ctypes.CDLL | None:
     for path in _candidates():
         try:
-            return ctypes.CDLL(str(path))
+            lib = ctypes.CDLL(str(path))
         except OSError:
             continue
+        log.debug("large WebP photos are scaled while decoding by %s", path)
+        return lib
+    log.debug("libwebp not found; WebP photos are decoded by Pillow at full size")
     return None
 
 

@@ -103,6 +103,24 @@ def test_classify_csv_labels_the_fixtures(bundle: Path, user_env: dict[str, str]
         assert row["model"].startswith("bears-int8.onnx"), row
 
 
+def test_classify_camera_sized_webp_and_progressive_jpeg(bundle: Path, user_env: dict[str, str],
+                                                         tmp_path: Path) -> None:
+    # The decoding shortcuts work frozen too: libwebp is found inside the bundle (the -v log
+    # names it) and progressive JPEGs at 1/8 scale go through teddywatch.jpeg.
+    from PIL import Image
+
+    with Image.open(FIXTURES / "grizzly_1.jpg") as small:
+        photo = small.convert("RGB").resize((2400, 1800), Image.BICUBIC)
+    photo.save(tmp_path / "grizzly_webp.jpg", "WEBP", quality=90)  # a WebP named .jpg
+    photo.save(tmp_path / "grizzly_progressive.jpg", "JPEG", quality=90, progressive=True)
+    proc = run_frozen(bundle, "-v", "classify", "--format", "csv", str(tmp_path), env=user_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "scaled while decoding by" in proc.stderr and "_internal" in proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [(Path(r["path"]).name, r["label"], r["status"]) for r in rows] == [
+        ("grizzly_progressive.jpg", "grizzly", "ok"), ("grizzly_webp.jpg", "grizzly", "ok")]
+
+
 def test_config_commands_use_the_bundled_example(bundle: Path, user_env: dict[str, str],
                                                  tmp_path: Path) -> None:
     target = tmp_path / "config.toml"
