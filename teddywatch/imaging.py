@@ -15,7 +15,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -59,41 +59,45 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise DecodeError("file disappeared before it could be read") from None
     except OSError as exc:
         raise DecodeError(f"cannot read the file: {exc.strerror or exc}") from None
-    if size == 0:
-        raise DecodeError("empty file (0 bytes)")
-    try:
-        with Image.open(path) as image:
-            _check_pixels(image)
-            if image.format == "JPEG":
-                full_size = image.size
-                image.draft("RGB", (min_size, min_size))
-                eighth = _progressive_at_eighth(path, image, full_size, min_size)
-                if eighth is not None:
-                    return _to_rgb(ImageOps.exif_transpose(eighth))
-            elif image.format == "WEBP":
-                scaled = _scaled_webp(path, image, min_size)
-                if scaled is not None:
-                    return _to_rgb(ImageOps.exif_transpose(scaled))
-            image.load()
-            reduced = _reduce(image, min_size) if image.format != "JPEG" else image
-            upright = ImageOps.exif_transpose(reduced)
-            return _to_rgb(upright)
-    except DecodeError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise DecodeError(f"refused: {_first_line(exc)}") from None
-    except UnidentifiedImageError:
-        raise DecodeError(f"not an image Pillow can read ({_sniff(path)})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError.
-        raise DecodeError(f"corrupt or truncated image: {_first_line(exc)}") from None
-    except MemoryError:
-        raise DecodeError("image too large to decode in memory") from None
+    with handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise DecodeError("empty file (0 bytes)")
+        try:
+            return _decode_open(handle, min_size)
+        except DecodeError:
+            raise
+        except Image.DecompressionBombError as exc:
+            raise DecodeError(f"refused: {_first_line(exc)}") from None
+        except UnidentifiedImageError:
+            raise DecodeError(f"not an image Pillow can read ({_sniff(path)})") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError.
+            raise DecodeError(f"corrupt or truncated image: {_first_line(exc)}") from None
+        except MemoryError:
+            raise DecodeError("image too large to decode in memory") from None
+
+
+def _decode_open(handle: BinaryIO, min_size: int) -> Image.Image:
+    with Image.open(handle) as image:
+        _check_pixels(image)
+        if image.format == "JPEG":
+            full_size = image.size
+            image.draft("RGB", (min_size, min_size))
+            shortcut = _progressive_at_eighth(handle, image, full_size, min_size)
+        elif image.format == "WEBP":
+            shortcut = _scaled_webp(handle, image, min_size)
+        else:
+            shortcut = None
+        if shortcut is not None:
+            return _to_rgb(ImageOps.exif_transpose(shortcut))
+        image.load()
+        reduced = _reduce(image, min_size) if image.format != "JPEG" else image
+        return _to_rgb(ImageOps.exif_transpose(reduced))
 
 
 #: Images are decoded on this many threads (Pillow releases the GIL while it decodes).
@@ -159,13 +163,13 @@ def _reduce_factor(size: tuple[int, int], min_size: int) -> int:
     return next((f for f in (8, 4, 2) if f <= fit), 1)
 
 
-def _progressive_at_eighth(path: Path, image: Image.Image, full_size: tuple[int, int],
+def _progressive_at_eighth(handle: BinaryIO, image: Image.Image, full_size: tuple[int, int],
                            min_size: int) -> Image.Image | None:
     """A progressive JPEG in draft mode at 1/8 scale, decoded from only the scans that scale
     reads (`teddywatch.jpeg`): the same pixels in about half the time. None: decode as usual."""
     if not image.info.get("progressive") or image.size != tuple(-(-s // 8) for s in full_size):
         return None
-    reduced = eighth_scale_scans(path.read_bytes())
+    reduced = eighth_scale_scans(_all_bytes(handle))
     if reduced is None:
         return None
     try:
@@ -173,14 +177,15 @@ def _progressive_at_eighth(path: Path, image: Image.Image, full_size: tuple[int,
         eighth.draft("RGB", (min_size, min_size))
         eighth.load()
     except (OSError, SyntaxError, ValueError) as exc:  # then the whole file decides
-        log.debug("%s: decoding the 1/8-scale scans failed (%s); decoding it all", path, exc)
+        log.debug("%s: decoding the 1/8-scale scans failed (%s); decoding it all",
+                  getattr(handle, "name", "image"), exc)
         return None
     if eighth.size != image.size or eighth.mode != image.mode:
         return None
     return eighth
 
 
-def _scaled_webp(path: Path, image: Image.Image, min_size: int) -> Image.Image | None:
+def _scaled_webp(handle: BinaryIO, image: Image.Image, min_size: int) -> Image.Image | None:
     """A large still WebP decoded by libwebp straight at the reduced size, or None (use Pillow).
 
     Same output size as `_reduce` (ceil(side / factor)); libwebp's area-averaging rescaler gives
@@ -191,13 +196,19 @@ def _scaled_webp(path: Path, image: Image.Image, min_size: int) -> Image.Image |
     if decoder is None or getattr(image, "n_frames", 1) > 1:
         return None
     width, height = (-(-side // factor) for side in image.size)
-    pixels = decoder(path.read_bytes(), width, height)
+    pixels = decoder(_all_bytes(handle), width, height)
     if pixels is None:
         return None
     scaled = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
     scaled.info = dict(image.info)  # the EXIF orientation, for exif_transpose
     scaled.format = image.format
     return scaled
+
+
+def _all_bytes(handle: BinaryIO) -> bytes:
+    """The whole file (for the decoding shortcuts, which return before Pillow reads on)."""
+    handle.seek(0)
+    return handle.read()
 
 
 def _check_pixels(image: Image.Image) -> None:
