@@ -161,11 +161,17 @@ def test_cmyk_jpeg(tmp_path: Path) -> None:
     assert image.mode == "RGB"
 
 
-def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name,fmt,size,options,upright", [
+    ("phone.jpg", "JPEG", (300, 200), {}, (200, 300)),
+    ("camera.jpg", "JPEG", (2400, 1600), {"progressive": True}, (200, 300)),  # 1/8-scale scans
+    ("phone.webp", "WEBP", (1200, 800), {}, (200, 300)),  # scaled by libwebp
+])
+def test_exif_orientation_is_applied(tmp_path: Path, name: str, fmt: str, size: tuple[int, int],
+                                     options: dict, upright: tuple[int, int]) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to view
-    path = save(photo((300, 200)), tmp_path / "phone.jpg", "JPEG", exif=exif.tobytes())
-    assert decode(path, min_size=200).size == (200, 300)
+    path = save(photo(size), tmp_path / name, fmt, exif=exif.tobytes(), **options)
+    assert decode(path, min_size=200).size == upright
 
 
 def test_large_jpeg_is_decoded_in_draft_mode(tmp_path: Path) -> None:
@@ -206,14 +212,6 @@ def test_progressive_jpeg_at_eighth_scale_gives_the_same_pixels(
     slow = whole_file_decode(path, monkeypatch, min_size=224)
     assert np.array_equal(np.asarray(fast), np.asarray(slow))
     assert len(eighth_scale_scans(path.read_bytes())) < 0.6 * path.stat().st_size
-
-
-def test_progressive_jpeg_keeps_its_exif_orientation(tmp_path: Path) -> None:
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
-    path = save(camera_photo(), tmp_path / "phone.jpg", "JPEG", progressive=True,
-                exif=exif.tobytes())
-    assert decode(path, min_size=224).size == (225, 300)
 
 
 def test_truncated_progressive_jpeg(tmp_path: Path) -> None:
@@ -271,13 +269,6 @@ def test_large_webp_with_alpha_is_flattened_on_white(tmp_path: Path) -> None:
     assert image.mode == "RGB" and image.size == (250, 250)
     assert image.getpixel((60, 125)) == (200, 0, 0)
     assert image.getpixel((190, 125)) == (255, 255, 255)
-
-
-def test_large_webp_keeps_its_exif_orientation(tmp_path: Path) -> None:
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
-    path = save(photo((1200, 800)), tmp_path / "phone.webp", "WEBP", exif=exif.tobytes())
-    assert decode(path, min_size=200).size == (200, 300)
 
 
 def test_large_animated_webp_gives_first_frame(tmp_path: Path) -> None:
