@@ -8,11 +8,12 @@ reading code.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from teddywatch import resources
 
@@ -65,6 +66,17 @@ class SortConfig:
     destination: Path = field(default_factory=resources.default_sort_destination)
     unsure_folder: str = "unsure"
     error_folder: str = "error"
+
+    def folders(self, labels: Iterable[str]) -> set[str]:
+        """Names of the folders under `destination` that sorting fills, for these labels."""
+        return {*(label_folder(label) for label in labels), self.unsure_folder,
+                self.error_folder}
+
+
+def label_folder(label: str) -> str:
+    """The sort folder name for a label (no path separators, never empty, '.' or '..')."""
+    name = label.replace("/", "_").replace("\\", "_").strip()
+    return name if name not in ("", ".", "..") else "_"
 
 
 @dataclass(frozen=True)
@@ -305,6 +317,7 @@ class _Parser:
         if not config.sort.enabled:
             return
         dest = config.sort.destination.resolve()
+        sorted_into = {dest / name for name in config.sort.folders(_model_labels(config.model))}
         for index, watch in enumerate(config.watch):
             folder = watch.path.resolve()
             inside = dest == folder or (watch.recursive and folder in dest.parents)
@@ -313,6 +326,26 @@ class _Parser:
                               f"a folder outside watch[{index}].path ({watch.path}); sorting into "
                               "a watched folder would classify sorted files again",
                               str(config.sort.destination))
+            elif folder in sorted_into:
+                self._problem(f"watch[{index}].path",
+                              f"a folder that sorting does not fill; sorted files go into "
+                              f"{folder}, which would classify them again",
+                              str(watch.path))
+
+
+def _model_labels(model: ModelConfig) -> tuple[str, ...]:
+    """The labels in an exported model's metadata (`X.onnx` -> `X.json`); () when unknown here.
+
+    A fast.ai `.pkl` is not opened to find them (unpickling runs code); the sorter checks its
+    folders again at start, with the labels of the loaded model.
+    """
+    if model.path.suffix.lower() != ".onnx":
+        return ()
+    try:
+        labels = json.loads(model.path.with_suffix(".json").read_text(encoding="utf-8"))["labels"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    return tuple(str(label) for label in labels) if isinstance(labels, list) else ()
 
 
 _BAD = object()

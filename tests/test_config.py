@@ -115,6 +115,23 @@ def test_sorting_into_a_watched_folder_is_refused(tmp_path: Path,
     check_fails(path, user_env, "sort.destination", "outside watch[0].path")
 
 
+def test_watching_a_folder_that_sorting_fills_is_refused(tmp_path: Path,
+                                                         user_env: dict[str, str]) -> None:
+    # The default model's labels come from its metadata: sorted/black receives black bears.
+    sorted_dir = tmp_path / "sorted"
+    for name in ("black", "unsure", "inbox"):
+        (sorted_dir / name).mkdir(parents=True)
+    config = (f'[[watch]]\npath = "{sorted_dir}/inbox"\n'
+              f'[sort]\nenabled = true\ndestination = "{sorted_dir}"\n')
+    fine = write(tmp_path, config)  # a folder beside the label folders is fine
+    proc = run_cli("--config", str(fine), "config", "check", env=user_env)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("black", "unsure"):
+        path = write(tmp_path, config.replace("/inbox", f"/{name}"))
+        check_fails(path, user_env, "watch[0].path", "a folder that sorting does not fill",
+                    f"{sorted_dir}/{name}")
+
+
 def test_paths_expand_home_vars_and_relative(tmp_path: Path, user_env: dict[str, str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHOTOS", str(tmp_path / "photos"))

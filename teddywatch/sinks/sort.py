@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from teddywatch.config import SortConfig, WatchConfig
+from teddywatch.config import SortConfig, WatchConfig, label_folder
 from teddywatch.results import ERROR, UNSURE, FileId, Result
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,7 @@ class Sorter:
         self.config = config
         self.dest = Path(os.path.abspath(config.destination))
         self.copy = config.mode == "copy"
-        folders = {*(_safe_folder(label) for label in labels), config.unsure_folder,
-                   config.error_folder}
-        for folder in sorted(folders):
+        for folder in sorted(config.folders(labels)):
             _refuse_watched(self.dest / folder, watches)
 
     # --- step 1 ---------------------------------------------------------------------------
@@ -63,7 +61,7 @@ class Sorter:
             return self.config.error_folder
         if result.status == UNSURE:
             return self.config.unsure_folder
-        return _safe_folder(result.label)
+        return label_folder(result.label)
 
     # --- step 3 ---------------------------------------------------------------------------
 
@@ -146,11 +144,6 @@ def _unchanged(result: Result) -> bool:
     except OSError:
         return False
     return (st.st_size, st.st_mtime_ns) == (result.size, result.mtime_ns)
-
-
-def _safe_folder(label: str) -> str:
-    name = label.replace("/", "_").replace("\\", "_").strip()
-    return name if name not in ("", ".", "..") else "_"
 
 
 def _refuse_watched(folder: Path, watches: Sequence[WatchConfig]) -> None:
