@@ -117,8 +117,12 @@ class Worker:
     """One thread that owns the engine: takes Jobs in batches, classifies, feeds the sinks.
 
     Sinks see each Result in order; one failing sink (or one bad file) never stops the thread.
-    `stop()` lets the batch in hand finish, rows written, and leaves queued Jobs for the next
-    start's catch-up. `on_result` is called with each final Result (the service's hook).
+    With an engine that allows it (`concurrent_predict`), batches are halves of `batch_size` and
+    a second one waiting in the queue is classified on a helper thread while the first finishes,
+    as `teddywatch classify` does: a burst of photos keeps both cores busy within the same
+    memory, and a single dropped file is not delayed. `stop()`
+    lets the batches in hand finish, rows written, and leaves queued Jobs for the next start's
+    catch-up. `on_result` is called with each final Result (the service's hook).
     """
 
     def __init__(self, engine: Engine, jobs: "JobQueue", sinks: Sequence["Sink"],
@@ -128,8 +132,10 @@ class Worker:
         self.jobs = jobs
         self.sinks = list(sinks)
         self.threshold = threshold
-        self.batch_size = batch_size
         self.on_result = on_result
+        self.in_flight = 2 if getattr(engine, "concurrent_predict", False) else 1
+        # Two half batches hold the same images (and model memory) as one whole batch.
+        self.batch_size = max(1, batch_size // self.in_flight)
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
@@ -150,7 +156,7 @@ class Worker:
         return not self._running.is_set()
 
     def stop(self, timeout: float = 10.0) -> bool:
-        """Finish the batch in hand, then end; True if the thread ended within `timeout`."""
+        """Finish the batches in hand, then end; True if the thread ended within `timeout`."""
         self._stop.set()
         self._running.set()  # a paused worker must wake up to end
         self.jobs.close()
@@ -160,30 +166,42 @@ class Worker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._running.wait()
-            if self._stop.is_set():
-                break
-            batch = self.jobs.take(self.batch_size, timeout=0.5)
-            if not batch:
-                continue
-            if self.paused and not self._stop.is_set():  # paused while we waited for jobs
-                self.jobs.unget(batch)
-                continue
-            self.in_hand = len(batch)
-            try:
-                self.process(batch)
-            finally:
-                self.in_hand = 0
-
-    def process(self, batch: Sequence[Job]) -> None:
-        """Classify one batch and hand each Result through the sinks, in order."""
+        pool = (ThreadPoolExecutor(self.in_flight, thread_name_prefix="teddywatch-batch")
+                if self.in_flight > 1 else None)
+        pending: deque[tuple[Sequence[Job], Future[list[Result]]]] = deque()
         try:
-            results = classify_batch(self.engine, batch, self.threshold)
+            while pending or not self._stop.is_set():
+                batch = self._take(waiting=bool(pending)) if len(pending) < self.in_flight else []
+                if batch:
+                    pending.append((batch, _start(pool, self._classify, batch)))
+                elif pending:  # the oldest batch's rows go out first, whatever finishes first
+                    self._deliver(pending.popleft()[1].result())
+                elif self.paused and not self._stop.is_set():
+                    self._running.wait(0.5)
+                self.in_hand = sum(len(jobs) for jobs, _ in pending)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    def _take(self, waiting: bool) -> list[Job]:
+        """The next batch, or none when stopping or paused; no waiting while a batch runs."""
+        if self._stop.is_set() or self.paused:
+            return []
+        batch = self.jobs.take(self.batch_size, timeout=0 if waiting else 0.5)
+        if batch and (self.paused or self._stop.is_set()):
+            self.jobs.unget(batch)  # paused or stopped while we waited: leave them queued
+            return []
+        return batch
+
+    def _classify(self, batch: Sequence[Job]) -> list[Result]:
+        try:
+            return classify_batch(self.engine, batch, self.threshold)
         except Exception as exc:  # classify_batch should not raise; if it does, log every file
             log.exception("classifying a batch of %d failed", len(batch))
-            results = [_failed(self.engine, job, f"internal error: {type(exc).__name__}: {exc}",
-                               0.0) for job in batch]
+            return [_failed(self.engine, job, f"internal error: {type(exc).__name__}: {exc}",
+                            0.0) for job in batch]
+
+    def _deliver(self, results: Sequence[Result]) -> None:
         for result in results:
             self._through_sinks(result)
 
@@ -199,3 +217,13 @@ class Worker:
             self.on_result(result)
         except Exception:
             log.exception("a result subscriber failed")
+
+
+def _start(pool: ThreadPoolExecutor | None, work: Callable[[Sequence[Job]], list[Result]],
+           batch: Sequence[Job]) -> Future[list[Result]]:
+    """`work(batch)` on the pool, or right here (and already done) when there is none."""
+    if pool is not None:
+        return pool.submit(work, batch)
+    done: Future[list[Result]] = Future()
+    done.set_result(work(batch))
+    return done

@@ -35,6 +35,8 @@ from teddywatch.results import ERROR, OK, UNSURE, FileId, Result
 from teddywatch.service import PAUSED, WATCHING, Service, StatusSnapshot
 from teddywatch.sinks.notify import BurstSummary, NotifySink
 from teddywatch.sinks.sort import SortError
+from teddywatch.watch import JobQueue
+from teddywatch.worker import Worker
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -476,6 +478,60 @@ def test_pause_resume_status_and_subscribers(tmp_path: Path, engine, services) -
 
 def _result(label: str, status: str = OK) -> Result:
     return Result(path=f"/p/{label}.jpg", label=label, confidence=0.97, status=status)
+
+
+class Collect:
+    """A sink that keeps what it is given, in order."""
+
+    name, required = "collect", True
+
+    def __init__(self) -> None:
+        self.results: list[Result] = []
+
+    def handle(self, result: Result) -> Result:
+        self.results.append(result)
+        return result
+
+    def close(self) -> None:
+        pass
+
+
+def test_worker_runs_two_batches_at_once_and_keeps_their_order(tmp_path: Path, engine,
+                                                                 monkeypatch) -> None:
+    # The real onnx engine, spied on only to count overlapping predict() calls.
+    files = []
+    for copy in range(3):
+        for name in sorted(GOOD):
+            files.append(tmp_path / f"{copy}_{name}")
+            shutil.copy(FIXTURES / name, files[-1])
+    running, most, lock = [0], [0], threading.Lock()
+    predict = engine.predict
+
+    def counting_predict(images):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.05)  # long enough for the second batch to start meanwhile
+            return predict(images)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(engine, "predict", counting_predict)
+    jobs, sink = JobQueue(100), Collect()
+    worker = Worker(engine, jobs, [sink], threshold=0.5, batch_size=2)
+    assert worker.in_flight == 2
+    for path in files:
+        assert jobs.offer(FileId.of(path))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while len(sink.results) < len(files) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert worker.stop()
+    assert [r.path for r in sink.results] == [str(p) for p in files]
+    assert [r.label for r in sink.results] == [GOOD[p.name.split("_", 1)[1]] for p in files]
+    assert most[0] == 2
 
 
 def test_burst_summary_rules() -> None:

@@ -35,6 +35,8 @@ class Engine(Protocol):
     decode_size: int
     #: The model's own recommended unsure threshold (config may override it).
     default_threshold: float
+    #: True if predict() may run on two threads at once (an onnxruntime session may).
+    concurrent_predict: bool
 
     def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
         """One Prediction per RGB image, in order."""

@@ -206,6 +206,7 @@ class FastaiEngine:
         self.default_threshold = self._threshold()
         act = getattr(self.learn.loss_func, "activation", None)
         self._activation = act
+        self.concurrent_predict = False  # a Learner's dataloaders are not thread-safe
 
     def _input_size(self) -> int:
         for t in self.learn.dls.after_item.fs:

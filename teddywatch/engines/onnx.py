@@ -156,6 +156,7 @@ class OnnxEngine:
         self.decode_size = max(self.preprocess.width, self.preprocess.height)
         self.default_threshold = float(self.meta.get("unsure_threshold", 0.5))
         self.outputs_probabilities = self.meta.get("output", "probabilities") == "probabilities"
+        self.concurrent_predict = True  # onnxruntime's Run is thread-safe; Preprocess is stateless
         sha = self.meta.get("sha256") or ""
         self.model_id = f"{model_path.name}@{sha[:8]}" if sha else model_path.name
         self.session = _open_session(model_path, threads)
