@@ -161,7 +161,8 @@ def _add_classify(commands: argparse._SubParsersAction, common: argparse.Argumen
                           help="also show the K best labels with their probabilities")
     classify.add_argument("--threshold", type=float, metavar="P",
                           help="unsure below this confidence (default: config, else the model's)")
-    classify.add_argument("--batch-size", type=int, metavar="N", help="images per model call")
+    classify.add_argument("--batch-size", type=int, metavar="N",
+                          help="images classified at once (onnx: two half batches)")
     classify.set_defaults(handler=cmd_classify)
 
 
