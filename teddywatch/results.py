@@ -6,9 +6,11 @@ for Predictions), and the sinks consume Results. Nothing here imports any other 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
 
 OK = "ok"
@@ -92,3 +94,27 @@ class Result:
 def status_for(confidence: float, threshold: float) -> str:
     """`unsure` when the top confidence is under the threshold; the label is reported either way."""
     return OK if confidence >= threshold else UNSURE
+
+
+#: What a confidence that is not a number at all (NaN, infinity) is shown as.
+UNKNOWN_CONFIDENCE = "?%"
+
+
+def format_confidence(p: float) -> str:
+    """How a confidence is shown to a person, everywhere (CLI table, notifications, tray,
+    gallery, log): a percentage with one decimal, truncated, never rounded up.
+
+    Rounding would claim more than the model said ("100%" for 0.997), so the tenths are floored:
+    0.997 -> "99.7%", 0.9996 -> "99.9%", and "100.0%" only for exactly 1.0. The floor is taken on
+    the float's shortest repr (the digits Python prints and the results log stores), not on its
+    binary value, so 0.29 is "29.0%", not "28.9%". A value that is not a probability never
+    crashes a sink: NaN and infinities are "?%", and anything outside [0, 1] is clamped to it.
+    Machine-readable outputs (the results log, classify --format csv/json) keep their own
+    4-decimal numbers; this is only for people.
+    """
+    value = float(p)
+    if not math.isfinite(value):
+        return UNKNOWN_CONFIDENCE
+    value = min(max(value, 0.0), 1.0)
+    tenths = int((Decimal(repr(value)) * 1000).to_integral_value(rounding=ROUND_FLOOR))
+    return f"{tenths // 10}.{tenths % 10}%"
