@@ -20,7 +20,7 @@ from teddywatch import __version__, resources
 from teddywatch.config import IMAGE_PATTERNS, Config, ConfigError, find_config, load_config, to_toml
 from teddywatch.engines import ENGINES, ModelError
 from teddywatch.logsetup import setup_logging
-from teddywatch.results import FileId, Job, Result
+from teddywatch.results import FileId, Job, Result, format_confidence
 
 log = logging.getLogger(__name__)
 
@@ -293,14 +293,20 @@ class _Progress:
 
 
 def _top_text(result: Result, k: int) -> str:
+    """The top-k column of the csv format: machine-readable, so full numbers, not percentages."""
     return " ".join(f"{label}:{p:.3f}" for label, p in result.top[:k])
+
+
+def _top_shown(result: Result, k: int) -> str:
+    """The table's top-k, for people: the same percentages as everywhere else."""
+    return " ".join(f"{label}:{format_confidence(p)}" for label, p in result.top[:k])
 
 
 def _table_writer(out: TextIO, top: int) -> Callable[[Result], None]:
     def write(result: Result) -> None:
-        shown = f"{result.label} {result.confidence:6.1%}" if result.status != "error" \
-            else "error"
-        extra = f"  [{_top_text(result, top)}]" if top > 1 and result.top else ""
+        shown = f"{result.label} {format_confidence(result.confidence):>6}" \
+            if result.status != "error" else "error"
+        extra = f"  [{_top_shown(result, top)}]" if top > 1 and result.top else ""
         detail = f"  ({result.detail})" if result.detail else ""
         out.write(f"{shown:<18} {result.status:<7} {result.path}{extra}{detail}\n")
         out.flush()

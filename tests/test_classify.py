@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import threading
 import time
@@ -49,7 +50,8 @@ def test_table_for_people(user_env: dict[str, str]) -> None:
     lines = proc.stdout.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(expected_label(FIXTURE_FILES[0]))
-    assert "%" in lines[0] and FIXTURE_FILES[0].name in lines[0]
+    assert re.fullmatch(r"\d{1,3}\.\d%", lines[0].split()[1]), lines[0]
+    assert FIXTURE_FILES[0].name in lines[0]
 
 
 def test_bad_files_are_error_rows_and_exit_0(tmp_path: Path, user_env: dict[str, str]) -> None:

@@ -3,12 +3,16 @@ truncated so a figure the model did not reach is never shown, and every surface 
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import math
 
 import numpy as np
 import pytest
 
-from teddywatch.results import format_confidence
+from teddywatch.cli import OUTPUT_FORMATS
+from teddywatch.results import Result, format_confidence
 
 
 @pytest.mark.parametrize(("p", "shown"), [
@@ -63,3 +67,39 @@ def test_engine_float32_values_are_truncated_as_they_are() -> None:
 ])
 def test_not_a_probability_is_shown_honestly_without_crashing(p: float, shown: str) -> None:
     assert format_confidence(p) == shown
+
+
+# --- every surface prints the same string for the same Result ---------------------------------
+
+def result_at(confidence: float, status: str = "ok", **extra) -> Result:
+    return Result(path="/home/me/Pictures/teddywatch/IMG_0042.jpg", label="teddy",
+                  confidence=confidence, status=status, model="bears-int8.onnx@05436178",
+                  **extra)
+
+
+def classify_output(result: Result, fmt: str = "table", top: int = 1) -> str:
+    """What `teddywatch classify --format FMT --top K` prints for `result`."""
+    out = io.StringIO()
+    OUTPUT_FORMATS[fmt](out, top)(result)
+    return out.getvalue()
+
+
+def test_classify_table_shows_the_shared_figure() -> None:
+    line = classify_output(result_at(0.997))
+    assert line.split()[:3] == ["teddy", "99.7%", "ok"] and "100" not in line
+    assert classify_output(result_at(0.9996)).split()[1] == "99.9%"  # {:6.1%} said 100.0%
+    assert classify_output(result_at(1.0)).split()[:2] == ["teddy", "100.0%"]
+    assert classify_output(result_at(0.5, "unsure")).split()[:3] == ["teddy", "50.0%", "unsure"]
+
+
+def test_classify_table_top_k_uses_the_same_rule() -> None:
+    result = result_at(0.9996, top=(("teddy", 0.9996), ("black", 0.0004)))
+    assert "[teddy:99.9% black:0.0%]" in classify_output(result, top=2)
+
+
+def test_classify_csv_and_json_keep_their_full_numbers() -> None:
+    result = result_at(0.9996, top=(("teddy", 0.9996), ("black", 0.0004)))
+    rows = list(csv.reader(io.StringIO(classify_output(result, "csv", top=2))))
+    assert rows[1][2] == "0.9996" and rows[1][-1] == "teddy:1.000 black:0.000"
+    record = json.loads(classify_output(result, "json", top=2))
+    assert record["confidence"] == 0.9996 and record["top"][0]["confidence"] == 0.9996
