@@ -13,6 +13,7 @@ import pytest
 
 from teddywatch.cli import OUTPUT_FORMATS
 from teddywatch.results import Result, format_confidence
+from teddywatch.sinks.notify import Message, single_message
 
 
 @pytest.mark.parametrize(("p", "shown"), [
@@ -103,3 +104,9 @@ def test_classify_csv_and_json_keep_their_full_numbers() -> None:
     assert rows[1][2] == "0.9996" and rows[1][-1] == "teddy:1.000 black:0.000"
     record = json.loads(classify_output(result, "json", top=2))
     assert record["confidence"] == 0.9996 and record["top"][0]["confidence"] == 0.9996
+
+
+def test_notification_shows_the_shared_figure() -> None:
+    assert single_message(result_at(0.997)) == Message("Teddy bear, 99.7%", "IMG_0042.jpg")
+    assert single_message(result_at(0.9996, "unsure")).title == "Teddy bear? 99.9% (unsure)"
+    assert single_message(result_at(float("nan"))).title == "Teddy bear, ?%"

@@ -536,7 +536,7 @@ def test_worker_runs_two_batches_at_once_and_keeps_their_order(tmp_path: Path, e
 
 def test_burst_summary_rules() -> None:
     burst = BurstSummary(summarise_after=3, burst_seconds=5)
-    assert [m.title for m in burst.add(_result("grizzly"), 0)] == ["Grizzly bear, 97%"]
+    assert [m.title for m in burst.add(_result("grizzly"), 0)] == ["Grizzly bear, 97.0%"]
     shown = [burst.add(_result("teddy"), t) for t in (1, 1.5, 2, 2.5)]
     assert [len(s) for s in shown] == [1, 1, 0, 0]
     assert burst.due(6) == []  # not quiet long enough yet
@@ -554,7 +554,7 @@ def test_notify_sink_sends_off_the_worker_thread_and_summarises_on_close() -> No
     for label in ("teddy", "teddy", "black", "teddy"):
         sink.handle(_result(label))
     sink.close()
-    assert [t for t, _ in sent] == ["Teddy bear, 97%", "Teddy bear, 97%",
+    assert [t for t, _ in sent] == ["Teddy bear, 97.0%", "Teddy bear, 97.0%",
                                     "4 images: 3 teddy, 1 black"]
 
 

@@ -176,9 +176,9 @@ def test_a_dropped_file_is_notified_shown_in_the_menu_and_opened(desktop, config
         photo = drop(inbox, "teddy_1.jpg", "IMG_0042.jpg")
         # dunst may also get the "no system tray" notice: Xvfb has no tray.
         received = wait_for(lambda: [n for n in desktop.notifications()[received_before:]
-                                     if n[1] == "Teddy bear, 97%"], timeout=20,
+                                     if n[1] == "Teddy bear, 97.0%"], timeout=20,
                             what="dunst to receive the result's notification")
-        assert received == [("teddywatch", "Teddy bear, 97%", "IMG_0042.jpg")]
+        assert received == [("teddywatch", "Teddy bear, 97.0%", "IMG_0042.jpg")]
 
         menu = tray.icon.menu
         assert item(menu, "Last:").text == "Last: teddy 97% - IMG_0042.jpg"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from teddywatch.config import NotifyConfig
-from teddywatch.results import ERROR, UNSURE, Result
+from teddywatch.results import ERROR, UNSURE, Result, format_confidence
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,15 @@ def display_name(label: str) -> str:
 
 
 def single_message(result: Result) -> Message:
+    """'Teddy bear, 99.7%' with the file name as the body; the figure is format_confidence's, as
+    in the tray and the gallery."""
     name = os.path.basename(result.moved_to or result.path)
     if result.status == ERROR:
         return Message("Could not classify an image", f"{name}: {result.detail}")
-    percent = round(result.confidence * 100)
+    shown = format_confidence(result.confidence)
     if result.status == UNSURE:
-        return Message(f"{display_name(result.label)}? {percent}% (unsure)", name)
-    return Message(f"{display_name(result.label)}, {percent}%", name)
+        return Message(f"{display_name(result.label)}? {shown} (unsure)", name)
+    return Message(f"{display_name(result.label)}, {shown}", name)
 
 
 def _summary_key(result: Result) -> str:
