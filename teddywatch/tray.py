@@ -18,12 +18,12 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from teddywatch import autostart, icons, platform_check, resources
 from teddywatch.config import Config
 from teddywatch.gallery import Gallery, GallerySink
-from teddywatch.results import ERROR, Result
+from teddywatch.results import ERROR, Result, format_confidence
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,18 @@ def title_text(status: Any) -> str:
 
 
 def result_text(result: Result) -> str:
-    """'teddy 97% - IMG_0042.jpg' (an error shows its reason instead of a percentage)."""
+    """'teddy 99.7% - IMG_0042.jpg': a recent result, with format_confidence's figure so the
+    menu says what the notification and the gallery say (an error shows no percentage)."""
     name = os.path.basename(result.moved_to or result.path)
     if result.status == ERROR:
         return f"error - {name}"
     unsure = "?" if result.status == "unsure" else ""
-    return f"{result.label}{unsure} {result.confidence:.0%} - {name}"
+    return f"{result.label}{unsure} {format_confidence(result.confidence)} - {name}"
+
+
+def last_text(recent: Sequence[Result]) -> str:
+    """The menu's last-result line, newest first in `recent`."""
+    return f"Last: {result_text(recent[0])}" if recent else "Last: nothing yet"
 
 
 # --- the tray --------------------------------------------------------------------------------
@@ -230,7 +236,8 @@ class Tray:
                           Item("Start at login: not supported here", None, enabled=False))
         return Menu(
             Item(lambda _: title_text(self.service.status()), None, enabled=False),
-            Item(lambda _: self._last_text(), self._open_last, enabled=lambda _: bool(self.recent)),
+            Item(lambda _: last_text(self.recent), self._open_last,
+                 enabled=lambda _: bool(self.recent)),
             Item("Recent results", Menu(self._recent_items)),
             Menu.SEPARATOR,
             Item("Pause", self._toggle_pause, checked=lambda _: self._paused()),
@@ -242,9 +249,6 @@ class Tray:
             start_at_login,
             Item("Quit", self.quit),
         )
-
-    def _last_text(self) -> str:
-        return f"Last: {result_text(self.recent[0])}" if self.recent else "Last: nothing yet"
 
     def _recent_items(self) -> list[Any]:
         Item = self._pystray.MenuItem

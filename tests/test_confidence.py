@@ -14,6 +14,7 @@ import pytest
 from teddywatch.cli import OUTPUT_FORMATS
 from teddywatch.results import Result, format_confidence
 from teddywatch.sinks.notify import Message, single_message
+from teddywatch.tray import last_text, result_text
 
 
 @pytest.mark.parametrize(("p", "shown"), [
@@ -110,3 +111,10 @@ def test_notification_shows_the_shared_figure() -> None:
     assert single_message(result_at(0.997)) == Message("Teddy bear, 99.7%", "IMG_0042.jpg")
     assert single_message(result_at(0.9996, "unsure")).title == "Teddy bear? 99.9% (unsure)"
     assert single_message(result_at(float("nan"))).title == "Teddy bear, ?%"
+
+
+def test_tray_labels_show_the_shared_figure() -> None:
+    newest, older = result_at(0.997), result_at(0.9996, "unsure")
+    assert result_text(newest) == "teddy 99.7% - IMG_0042.jpg"
+    assert result_text(older) == "teddy? 99.9% - IMG_0042.jpg"
+    assert last_text([newest, older]) == "Last: teddy 99.7% - IMG_0042.jpg"

@@ -3,7 +3,7 @@
 a driver thread calls the menu items through pystray's own menu object and checks the files,
 folders and service state that result, then quits through the menu.
 
-Only the model is replaced (by StubEngine: every picture is a teddy, 97%), so no trained model
+Only the model is replaced (by StubEngine: every picture is a teddy, 99.7%), so no trained model
 is needed; the watcher, worker, results log, notifications and gallery are the real ones.
 """
 
@@ -44,7 +44,8 @@ class StubEngine:
     default_threshold = 0.5
 
     def predict(self, images) -> list[Prediction]:
-        return [Prediction("teddy", 0.97, (("teddy", 0.97), ("black", 0.02))) for _ in images]
+        # 0.997: rounding would show "100%"; every surface must show "99.7%".
+        return [Prediction("teddy", 0.997, (("teddy", 0.997), ("black", 0.002))) for _ in images]
 
     def close(self) -> None:
         pass
@@ -176,15 +177,15 @@ def test_a_dropped_file_is_notified_shown_in_the_menu_and_opened(desktop, config
         photo = drop(inbox, "teddy_1.jpg", "IMG_0042.jpg")
         # dunst may also get the "no system tray" notice: Xvfb has no tray.
         received = wait_for(lambda: [n for n in desktop.notifications()[received_before:]
-                                     if n[1] == "Teddy bear, 97.0%"], timeout=20,
+                                     if n[1] == "Teddy bear, 99.7%"], timeout=20,
                             what="dunst to receive the result's notification")
-        assert received == [("teddywatch", "Teddy bear, 97.0%", "IMG_0042.jpg")]
+        assert received == [("teddywatch", "Teddy bear, 99.7%", "IMG_0042.jpg")]
 
         menu = tray.icon.menu
-        assert item(menu, "Last:").text == "Last: teddy 97% - IMG_0042.jpg"
+        assert item(menu, "Last:").text == "Last: teddy 99.7% - IMG_0042.jpg"
         item(menu, "Last:")(tray.icon)
         recent = item(menu, "Recent results").submenu
-        assert [entry.text for entry in recent.items] == ["teddy 97% - IMG_0042.jpg"]
+        assert [entry.text for entry in recent.items] == ["teddy 99.7% - IMG_0042.jpg"]
         recent.items[0](tray.icon)
         assert opener.opened == [str(photo), str(photo)]
         wait_for(lambda: tray.icon.title == "teddywatch: idle, 1 today", what="the title")
