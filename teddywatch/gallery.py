@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from teddywatch import resources
-from teddywatch.results import ERROR, Result
+from teddywatch.results import ERROR, Result, format_confidence
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,9 @@ def _card(result: Result, thumb: str | None) -> str:
     uri = _file_uri(where)
     if uri:
         picture = f'<a href="{_e(uri)}">{picture}</a>'
-    shown = "" if result.status == ERROR else f" {result.confidence:.0%}"
+    # Formatted here, not in the page's script: the same figure as the tray and notifications.
+    shown = "" if result.status == ERROR else \
+        f' <span class="confidence">{_e(format_confidence(result.confidence))}</span>'
     detail = f'<span class="detail">{_e(result.detail)}</span>' if result.detail else ""
     stamp = result.time
     return (f'<figure class="card {_e(result.status)}" data-label="{_e(result.label)}">'

@@ -7,11 +7,13 @@ import csv
 import io
 import json
 import math
+import re
 
 import numpy as np
 import pytest
 
 from teddywatch.cli import OUTPUT_FORMATS
+from teddywatch.gallery import render
 from teddywatch.results import Result, format_confidence
 from teddywatch.sinks.notify import Message, single_message
 from teddywatch.tray import last_text, result_text
@@ -118,3 +120,25 @@ def test_tray_labels_show_the_shared_figure() -> None:
     assert result_text(newest) == "teddy 99.7% - IMG_0042.jpg"
     assert result_text(older) == "teddy? 99.9% - IMG_0042.jpg"
     assert last_text([newest, older]) == "Last: teddy 99.7% - IMG_0042.jpg"
+
+
+def gallery_figures(results: list[Result]) -> list[str]:
+    """The confidences on the gallery page the service writes for `results`."""
+    return re.findall(r'<span class="confidence">([^<]*)</span>', render(results, {}))
+
+
+def test_gallery_shows_the_shared_figure() -> None:
+    assert gallery_figures([result_at(0.997)]) == ["99.7%"]  # {:.0%} said "100%"
+    assert gallery_figures([result_at(1.0), result_at(0.5, "unsure")]) == ["100.0%", "50.0%"]
+    assert gallery_figures([Result.failed("/p/broken.jpg", "not an image")]) == []
+
+
+@pytest.mark.parametrize("confidence", [0.997, 0.9996, 1.0, 0.5, 0.29, 0.0, float("nan")])
+def test_every_surface_shows_the_same_string_for_the_same_result(confidence: float) -> None:
+    result = result_at(confidence)
+    shown = format_confidence(confidence)
+    assert classify_output(result).split()[1] == shown
+    assert single_message(result).title == f"Teddy bear, {shown}"
+    assert result_text(result) == f"teddy {shown} - IMG_0042.jpg"
+    assert last_text([result]) == f"Last: teddy {shown} - IMG_0042.jpg"
+    assert gallery_figures([result]) == [shown]

@@ -12,7 +12,7 @@ import pytest
 
 from gui_tools import Chromium, wait_for
 from teddywatch.gallery import Gallery, GallerySink, thumb_key
-from teddywatch.results import FileId, Result
+from teddywatch.results import FileId, Result, format_confidence
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = '<img src=x onerror="window.__pwned=1"> & \'quotes\'.jpg'
@@ -107,7 +107,7 @@ def test_moved_file_is_shown_from_where_it_went(tmp_path: Path, photos) -> None:
 
 def test_page_renders_in_chromium_with_a_working_filter(tmp_path: Path, photos) -> None:
     gallery = Gallery(tmp_path / "site" / "gallery.html")
-    results = [result_for(path, label, confidence=0.6 + i / 40, minutes=i,
+    results = [result_for(path, label, confidence=0.997 - i / 40, minutes=i,
                           status="unsure" if i % 4 == 3 else "ok")
                for i, (path, label) in enumerate(photos)]
     results.append(Result.failed(str(tmp_path / "inbox" / "broken.jpg"), "not an image"))
@@ -124,6 +124,12 @@ def test_page_renders_in_chromium_with_a_working_filter(tmp_path: Path, photos) 
             "Array.from(document.querySelectorAll('#cards img'))"
             ".filter(i => i.complete && i.naturalWidth > 0).length") == len(photos)
         assert browser.evaluate("window.__pwned") is None  # the hostile name stayed text
+        # The page shows Python's figures as they are (its script formats no numbers).
+        assert browser.evaluate(
+            "Array.from(document.querySelectorAll('#cards .card'))"
+            ".map(c => (c.querySelector('.confidence') || {}).textContent || '')") == \
+            [format_confidence(r.confidence) if r.status != "error" else ""
+             for r in reversed(results)]
         for label, count in expected_by_label.items():
             browser.evaluate(f"document.querySelector('#filters button[data-label=\"{label}\"]')"
                              ".click()")

@@ -189,6 +189,10 @@ def test_a_dropped_file_is_notified_shown_in_the_menu_and_opened(desktop, config
         recent.items[0](tray.icon)
         assert opener.opened == [str(photo), str(photo)]
         wait_for(lambda: tray.icon.title == "teddywatch: idle, 1 today", what="the title")
+        # The gallery the tray feeds shows the same figure as the menu and the notification.
+        wait_for(lambda: tray.gallery.page.exists() and '<span class="confidence">99.7%</span>'
+                 in tray.gallery.page.read_text(encoding="utf-8"), timeout=20,
+                 what="the gallery page with the result")
         item(menu, "Quit")(tray.icon)
 
     run_with_driver(tray, driver)
