@@ -22,7 +22,7 @@ from typing import Callable, Union
 from teddywatch.config import Config
 from teddywatch.engines import Engine, load_engine
 from teddywatch.ledger import Ledger
-from teddywatch.results import ERROR, Result
+from teddywatch.results import ERROR, Result, format_confidence
 from teddywatch.sinks import Sink
 from teddywatch.watch import JobQueue, Watcher
 from teddywatch.worker import Worker
@@ -215,7 +215,7 @@ class Service:
             if result.status == ERROR:
                 self._errors_today += 1
                 self._last_error = f"{os.path.basename(result.path)}: {result.detail}"
-        log.info("%s %3.0f%% %s%s", result.label, result.confidence * 100, result.path,
+        log.info("%s %s %s%s", result.label, format_confidence(result.confidence), result.path,
                  f" ({result.detail})" if result.detail else "")
         self._publish(result)
 

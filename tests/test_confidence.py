@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import re
 
@@ -142,3 +143,14 @@ def test_every_surface_shows_the_same_string_for_the_same_result(confidence: flo
     assert result_text(result) == f"teddy {shown} - IMG_0042.jpg"
     assert last_text([result]) == f"Last: teddy {shown} - IMG_0042.jpg"
     assert gallery_figures([result]) == [shown]
+
+
+def test_the_service_log_line_shows_the_shared_figure(caplog, tmp_path) -> None:
+    from teddywatch.config import Config, LogConfig, WatchConfig
+    from teddywatch.service import Service
+
+    caplog.set_level(logging.INFO, logger="teddywatch.service")
+    config = Config(watch=(WatchConfig(path=tmp_path),), log=LogConfig(path=tmp_path / "r.csv"))
+    service = Service(config, engine=object())  # never started: only its on_result hook runs
+    service._on_result(result_at(0.997))  # what the worker calls after the sinks
+    assert caplog.messages == ["teddy 99.7% /home/me/Pictures/teddywatch/IMG_0042.jpg"]
