@@ -31,14 +31,16 @@ from teddywatch import icons  # noqa: E402
 from teddywatch.results import Result  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures"
-SAMPLES = [("teddy_1.jpg", "IMG_0042.jpg", "teddy", 0.97, "ok"),
-           ("grizzly_1.jpg", "IMG_0041.jpg", "grizzly", 0.91, "ok"),
-           ("black_2.jpg", "IMG_0040.jpg", "black", 0.64, "unsure"),
-           ("other_cat.jpg", "IMG_0039.jpg", "other", 0.88, "ok"),
-           ("teddy_2.jpg", "IMG_0038.jpg", "teddy", 0.93, "ok"),
-           ("black_1.jpg", "IMG_0037.jpg", "black", 0.95, "ok"),
-           ("grizzly_2.jpg", "IMG_0036.jpg", "grizzly", 0.89, "ok"),
-           ("other_drawing.jpg", "IMG_0035.jpg", "other", 0.71, "ok")]
+# Confidences as a model gives them (IMG_0042 is the README's example log row), so the shots
+# show format_confidence at work: 0.9996 is "99.9%", never "100%".
+SAMPLES = [("teddy_1.jpg", "IMG_0042.jpg", "teddy", 0.9731, "ok"),
+           ("grizzly_1.jpg", "IMG_0041.jpg", "grizzly", 0.9996, "ok"),
+           ("black_2.jpg", "IMG_0040.jpg", "black", 0.6448, "unsure"),
+           ("other_cat.jpg", "IMG_0039.jpg", "other", 0.8817, "ok"),
+           ("teddy_2.jpg", "IMG_0038.jpg", "teddy", 0.9372, "ok"),
+           ("black_1.jpg", "IMG_0037.jpg", "black", 0.9539, "ok"),
+           ("grizzly_2.jpg", "IMG_0036.jpg", "grizzly", 0.8964, "ok"),
+           ("other_drawing.jpg", "IMG_0035.jpg", "other", 0.7125, "ok")]
 
 
 def icon_shots() -> None:
