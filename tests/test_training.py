@@ -116,7 +116,7 @@ def test_bear_split_is_stable() -> None:
 def test_grouped_head_is_imagenet_probability_mass() -> None:
     import torch
 
-    from teddywatch.bearnet import BearNet
+    from teddywatch.training.bearnet import BearNet
 
     class Fixed(torch.nn.Module):
         def forward(self, x):

