@@ -40,10 +40,17 @@ bench: setup
 bundle: setup
 	$(DEV_VENV)/bin/pyinstaller --noconfirm --clean watch.spec
 
-# Rebuild the default model from ../shared/data and score it on held-out images (models/README.md).
+# Rebuild the default model from ../shared/data (models/README.md), then judge it on the held-out
+# test split beside the two baselines: the untrained ImageNet head and the model shipped before
+# (taken from git at $(SHIPPED)).
+SHIPPED ?= ede615b
 model: setup
-	PYTHON=$(DEV_VENV)/bin/python DATA=$(DATA) bash bench/make_model.sh
-	$(DEV_VENV)/bin/python bench/quantize.py --data $(DATA) --model models/bears.onnx --negatives build/negatives
+	$(DEV_VENV)/bin/python -m teddywatch.training.default_model --data $(DATA) --out models
+	mkdir -p build/shipped
+	git show $(SHIPPED):models/bears-int8.onnx > build/shipped/bears-int8.onnx
+	git show $(SHIPPED):models/bears-int8.json > build/shipped/bears-int8.json
+	$(DEV_VENV)/bin/python bench/model_quality.py --data $(DATA) --shipped build/shipped/bears-int8.onnx \
+	  --fastai --mistakes models/bears_mistakes.jpg --update-metadata
 
 clean:
 	rm -rf build dist .pytest_cache

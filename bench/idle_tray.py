@@ -59,7 +59,7 @@ def main() -> int:
     parser.add_argument("--stub", action="store_true", help="no model: a fixed answer")
     args = parser.parse_args()
     if not args.stub and not resources.default_model_path().exists():
-        print(f"no model at {resources.default_model_path()}; build it (bench/make_model.sh) "
+        print(f"no model at {resources.default_model_path()}; build it (make model) "
               "or pass --stub", file=sys.stderr)
         return 2
 

@@ -1,0 +1,108 @@
+"""Frozen ImageNet features for the default model: computed once per picture (and view), kept.
+
+The default model trains only its head on top of the frozen EfficientNet-Lite0 body (see
+`default_model`), so every picture goes through the body once per view and the head then trains
+in seconds. The pictures are loaded by fast.ai's own pipelines: `dls.test_dl` for the
+validation-time view the served model sees, and the training DataLoader (random resized crops,
+flips, lighting and warps from `aug_transforms`) for augmented views. Results are cached in an
+.npz keyed by the file list, the view and the transform, so a re-run costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+#: Where the cache goes unless told otherwise (build/ is not committed).
+CACHE = Path("build") / "features"
+
+
+def _key(paths: Sequence[Path], view: str, size: int, extra: str = "") -> str:
+    h = hashlib.sha256(json.dumps([view, size, extra, [str(p) for p in paths]]).encode())
+    return h.hexdigest()[:16]
+
+
+def pooled_body(backbone):  # noqa: ANN001, ANN201
+    """The backbone up to its pooled 1280-d feature vector (timm: `forward_head(pre_logits=True)`)."""
+    import torch
+
+    class Body(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = backbone
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            return self.net.forward_head(self.net.forward_features(x), pre_logits=True)
+
+    return Body().eval()
+
+
+def image_dls(paths: Sequence[Path], labels: Sequence[str], size: int, bs: int = 32,
+              augment: bool = False, seed: int = 0):  # noqa: ANN201
+    """fast.ai DataLoaders over `paths`: Resize(size, squish) at validation (what is served);
+    with `augment`, the training loader crops at random (RandomResizedCrop, min_scale 0.35) and
+    applies `aug_transforms`. ImageNet normalisation in both."""
+    import torch
+    from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, IndexSplitter, Normalize,
+                                   RandomResizedCrop, Resize, ResizeMethod, aug_transforms,
+                                   imagenet_stats)
+
+    from teddywatch.training.data import LABELS
+
+    item = (RandomResizedCrop(size, min_scale=0.35, ratio=(0.75, 1.333)) if augment
+            else Resize(size, method=ResizeMethod.Squish))
+    batch = [*aug_transforms(size=None, max_rotate=10.0, max_warp=0.1, max_lighting=0.3)] \
+        if augment else []
+    batch.append(Normalize.from_stats(*imagenet_stats))
+    label_of = dict(zip(map(str, paths), labels))
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=list(LABELS), sort=False)),
+                      get_y=lambda p: label_of[str(p)], splitter=IndexSplitter([]),
+                      item_tfms=item, batch_tfms=batch)
+    return block.dataloaders([Path(p) for p in paths], bs=bs, num_workers=0,
+                             device=torch.device("cpu"))
+
+
+def compute(body, paths: Sequence[Path], size: int = 224, views: int = 0, seed: int = 0,  # noqa: ANN001
+            cache: Path | None = CACHE, tag: str = "", progress: bool = True) -> np.ndarray:
+    """Pooled features, shape (len(paths), D) for the served view (`views=0`), or
+    (views, len(paths), D) for `views` augmented passes (seeded)."""
+    import torch
+    from fastai.torch_core import set_seed
+
+    view = "served" if views == 0 else f"aug{views}s{seed}"
+    file = None
+    if cache is not None:
+        file = Path(cache) / f"{tag or 'feat'}-{view}-{size}-{_key(paths, view, size, tag)}.npz"
+        if file.is_file():
+            return np.load(file)["x"]
+    labels = ["other"] * len(paths)
+    t0 = time.time()
+    outs = []
+    with torch.no_grad():
+        if views == 0:
+            dls = image_dls(paths, labels, size)
+            dl = dls.test_dl(list(paths), num_workers=0, bs=32)
+            outs.append(torch.cat([body(xb[0]) for xb in dl]).numpy())
+        else:
+            dls = image_dls(paths, labels, size, augment=True, seed=seed)
+            dl = dls.train.new(shuffle=False, drop_last=False)  # keep the order of `paths`
+            for v in range(views):
+                set_seed(seed + v, reproducible=True)
+                feats = [body(xb) for xb, _ in dl]
+                outs.append(torch.cat(feats).numpy())
+                if progress:
+                    print(f"  augmented view {v + 1}/{views}: {len(paths)} pictures, "
+                          f"{time.time() - t0:.0f} s", flush=True)
+    x = outs[0] if views == 0 else np.stack(outs)
+    if progress:
+        print(f"features ({view}) for {len(paths)} pictures in {time.time() - t0:.0f} s",
+              flush=True)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(file, x=x.astype(np.float32))
+    return x
