@@ -14,6 +14,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+def expected_label(path: str | Path) -> str:
+    """A fixture's truth is its name's first part: black_1.jpg is black, other_dog.jpg other."""
+    return Path(path).stem.split("_")[0]
+
+
+def answer_is_right(path: str | Path, label: str, status: str) -> bool:
+    """Bears must be named right and sure; anything else must be `other` or `unsure`."""
+    truth = expected_label(path)
+    if truth == "other":
+        return label == "other" or status == "unsure"
+    return label == truth and status == "ok"
+
+
 @pytest.fixture
 def user_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """HOME and the XDG folders point into tmp_path, so no test touches the real user's files."""
