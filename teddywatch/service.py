@@ -109,7 +109,7 @@ class Service:
         self._watcher = Watcher(config.watch, self._jobs,
                                 settle_seconds=config.service.settle_seconds,
                                 rescan_seconds=config.service.rescan_minutes * 60,
-                                state_file=_state_file(config.log.path),
+                                state_file=state_file(config.log.path),
                                 on_change=self._publish_status)
         self._watcher.start()
 
@@ -248,7 +248,7 @@ def _missing_text(watcher) -> str:
     return f"watch folder not available: {', '.join(watcher.missing)}"
 
 
-def _state_file(log_path: Path) -> Path:
+def state_file(log_path: Path) -> Path:
     """When each folder was first watched (for skip_existing), kept beside the results log."""
     return log_path.with_name(log_path.stem + ".folders.json")
 
