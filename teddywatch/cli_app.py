@@ -5,6 +5,7 @@ handler reads the config and calls the module that does the work.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Callable
@@ -12,6 +13,8 @@ from typing import Callable
 from teddywatch import resources
 from teddywatch.cli_common import EXIT_OK, EXIT_USER, UsageError, active_config
 from teddywatch.config import Config, find_config, load_config, to_toml
+
+log = logging.getLogger(__name__)
 
 # --- config --------------------------------------------------------------------------------
 
@@ -36,13 +39,27 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
+    """Validate the file, then what would fail or surprise at run time (teddywatch.preflight):
+    the model loads and classifies a test picture, folders exist, files can be written."""
+    from teddywatch import preflight
+
     path = args.file or find_config(args.config)
     if path is None:
         print(f"no config file at {resources.default_config_path()}; built-in defaults apply "
               "(create one with 'teddywatch config init')")
-        return EXIT_OK
-    load_config(path)
-    print(f"{path}: OK")
+    config = load_config(path)
+    source = path or "built-in defaults"
+    findings = preflight.check(config)
+    for finding in findings:
+        print(finding.line(source), file=sys.stderr)
+    errors = sum(1 for f in findings if f.level == preflight.ERROR)
+    if errors:
+        print(f"{source}: {errors} problem{'s' if errors > 1 else ''} would stop "
+              "'teddywatch run'", file=sys.stderr)
+        return EXIT_USER
+    warnings = len(findings)
+    print(f"{source}: OK" + (f" ({warnings} warning{'s' if warnings > 1 else ''})"
+                             if warnings else ""))
     return EXIT_OK
 
 
@@ -106,13 +123,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from teddywatch.service import run_headless
     from teddywatch.sinks.sort import SortError
 
+    from teddywatch.preflight import large_watches
+
     config = active_config(args)
     _create_default_inbox(config)
+    # Said first, before the catch-up classifies what is already there (`config check` says the
+    # same); the tray also shows it as a notification.
+    notices = [finding.line(config.source or "built-in defaults")
+               for finding, _ in large_watches(config)]
+    for notice in notices:
+        log.warning("%s", notice)
     try:
         if not args.headless:
             from teddywatch import tray  # falls back to headless, in one line, without a display
 
-            return tray.run(config)
+            return tray.run(config, notices=notices)
         return run_headless(config)
     except (LedgerError, SortError) as exc:  # user-fixable, like a config error
         print(f"error: {exc}", file=sys.stderr)
