@@ -22,7 +22,7 @@ class AppFile:
 
 def app_files(config: Config, config_path: Path | None) -> list[AppFile]:
     """What the app writes with this config (`config_path`: the file it was read from, if any)."""
-    from teddywatch.gallery import THUMBS_DIR, default_page
+    from teddywatch.gallery import THUMBS_DIR, VERSION_NAME, default_page
     from teddywatch.logsetup import LOG_FILE_NAME
     from teddywatch.service import state_file
 
@@ -37,7 +37,8 @@ def app_files(config: Config, config_path: Path | None) -> list[AppFile]:
     files.append(AppFile("gallery", page, "" if config.gallery.enabled else
                          "off ([gallery] enabled = false)"))
     files.append(AppFile("thumbnails", page.parent / THUMBS_DIR,
-                         "" if config.gallery.enabled else "off"))
+                         f"and {VERSION_NAME}, which an open page watches to reload itself"
+                         if config.gallery.enabled else "off"))
     files.append(AppFile("app log", resources.log_dir() / LOG_FILE_NAME,
                          "rotated at 1 MB, 3 old copies kept"))
     files.append(AppFile("start at login", _autostart_entry(),

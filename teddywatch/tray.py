@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from teddywatch import autostart, icons, platform_check, resources
 from teddywatch.config import Config
-from teddywatch.gallery import Gallery, GallerySink
+from teddywatch.gallery import Gallery, GallerySink, recent_results
 from teddywatch.results import ERROR, Result, format_confidence
 
 log = logging.getLogger(__name__)
@@ -374,11 +374,5 @@ def run(config: Config, notices: Sequence[str] = ()) -> int:
 
 def _recent_results(config: Config) -> list[Result]:
     """The tail of the results log, so the menu and the gallery are not empty after a restart."""
-    from teddywatch.ledger import read_results
-
-    keep = max(RECENT, config.gallery.items if config.gallery.enabled else 0)
-    try:
-        return list(deque(read_results(config.log.path), maxlen=keep))
-    except Exception as exc:  # the service reports a broken log properly when it opens it
-        log.debug("cannot read recent results from %s: %s", config.log.path, exc)
-        return []
+    return recent_results(config.log.path,
+                          max(RECENT, config.gallery.items if config.gallery.enabled else 0))

@@ -236,3 +236,30 @@ def test_install_hints_name_this_python_and_this_checkout(tmp_path: Path) -> Non
                               text=True, env=env, timeout=60)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert f"Install the extra: {command}." in proc.stderr
+
+
+def test_paths_prints_every_file_the_app_writes(tmp_path: Path) -> None:
+    """`teddywatch paths` names each file from the functions the writers use, and the README's
+    table says the same for Linux."""
+    env = user(tmp_path, SYSTEM_PATH)
+    home = Path(env["HOME"])
+    proc = subprocess.run([sys.executable, "-m", "teddywatch", "paths"], capture_output=True,
+                          text=True, env={**env, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    shown = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    shown = {k.strip(): v.strip().split("  (")[0] for k, v in shown.items()}
+    assert shown["config"] == f"{home}/.config/teddywatch/config.toml"
+    assert shown["results log"] == f"{home}/.local/share/teddywatch/results.csv"
+    assert shown["gallery"] == f"{home}/.local/share/teddywatch/gallery.html"
+    assert shown["app log"] == f"{home}/.local/state/teddywatch/log/teddywatch.log"
+    assert shown["start at login"] == f"{home}/.config/autostart/teddywatch.desktop"
+    assert shown["watched folder"] == f"{home}/Pictures/teddywatch"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for key in ("config", "results log", "gallery", "app log", "start at login"):
+        assert "`" + shown[key].replace(str(home), "~") + "`" in readme, key
+    # `paths --folders` is what `make uninstall PURGE=1` removes: the app's own folders only.
+    folders = subprocess.run([sys.executable, "-m", "teddywatch", "paths", "--folders"],
+                             capture_output=True, text=True, timeout=60,
+                             env={**env, "PYTHONPATH": str(REPO)}).stdout.split("\n")
+    assert folders[:3] == [f"{home}/.config/teddywatch", f"{home}/.local/share/teddywatch",
+                           f"{home}/.local/state/teddywatch"]
