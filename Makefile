@@ -1,14 +1,25 @@
 # teddywatch: `make run` (lean runtime, no torch) and `make test` (everything) on a fresh machine.
-PYTHON ?= python3.11
+# Python: the first 3.11 or newer on PATH (packaging/find-python.sh); another with
+# `make run PYTHON=/path/to/python3.12`. `make uninstall` undoes `make run` (PURGE=1: your data too).
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell sh packaging/find-python.sh 2>/dev/null)
+endif
 DEV_VENV := .venv
 RUN_VENV := .venv-run
+BIN_DIR ?= $(HOME)/.local/bin
 DATA ?= ../shared/data
+# Fails with what was tried and how to pick a Python when none (or too old a one) is found.
+CHECK_PYTHON = if [ -z "$(PYTHON)" ]; then sh packaging/find-python.sh >/dev/null; \
+	else sh packaging/find-python.sh --check "$(PYTHON)"; fi
+VENV_HINT = { echo "error: $(PYTHON) cannot make a virtual environment (Debian/Ubuntu: sudo apt \
+	install python3-venv, or python3.X-venv for the version above)"; exit 1; }
 
-.PHONY: setup setup-run run test bench bundle model clean
+.PHONY: setup setup-run install run uninstall which-python test bench bundle model clean
 
 # Full development environment: fastai + torch (from this machine's disk), test tools, PyInstaller.
 $(DEV_VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(DEV_VENV)
+	@$(CHECK_PYTHON)
+	$(PYTHON) -m venv $(DEV_VENV) || $(VENV_HINT)
 	$(DEV_VENV)/bin/python -m pip install -q --upgrade pip
 	$(DEV_VENV)/bin/python -m pip install -e '.[fastai,dev,bundle]'
 	$(DEV_VENV)/bin/python -m pip install -q 'PyGObject<3.51' 'dbus-python>=1.3' || \
@@ -17,7 +28,8 @@ $(DEV_VENV)/.installed: pyproject.toml
 
 # The lean runtime users run: onnxruntime + Pillow + watchdog + pystray + plyer, no torch.
 $(RUN_VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(RUN_VENV)
+	@$(CHECK_PYTHON)
+	$(PYTHON) -m venv $(RUN_VENV) || $(VENV_HINT)
 	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
 	$(RUN_VENV)/bin/python -m pip install -q -e .
 	$(RUN_VENV)/bin/python -m pip install -q 'PyGObject<3.51' 'dbus-python>=1.3' || \
@@ -28,8 +40,22 @@ setup: $(DEV_VENV)/.installed
 
 setup-run: $(RUN_VENV)/.installed
 
-run: setup-run
+# The `teddywatch` command for new shells: a link in ~/.local/bin (said so; warns when that folder
+# is not on PATH). A file there that is not a link is left alone.
+install: setup-run
+	@sh packaging/user-install.sh link "$(RUN_VENV)" "$(BIN_DIR)"
+
+run: install
 	$(RUN_VENV)/bin/teddywatch run
+
+# Removes the link, the start-at-login entry and .venv-run; says where config and data stay
+# (PURGE=1 removes them too; watched and sorted pictures are never touched).
+uninstall:
+	@sh packaging/user-install.sh uninstall "$(RUN_VENV)" "$(BIN_DIR)" "$(PURGE)"
+
+which-python:
+	@$(CHECK_PYTHON)
+	@echo "$(PYTHON)"
 
 test: setup
 	$(DEV_VENV)/bin/python -m pytest -ra

@@ -17,20 +17,15 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from teddywatch import __version__, resources
-from teddywatch.config import IMAGE_PATTERNS, Config, ConfigError, find_config, load_config, to_toml
+from teddywatch.cli_app import APP_COMMANDS
+from teddywatch.cli_common import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, UsageError,
+                                   active_config)
+from teddywatch.config import IMAGE_PATTERNS, Config, ConfigError
 from teddywatch.engines import ENGINES, ModelError
 from teddywatch.logsetup import setup_logging
 from teddywatch.results import FileId, Job, Result, format_confidence
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
-EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """A mistake in the command line itself (a missing file, say)."""
-
 
 # --- entry point ---------------------------------------------------------------------------
 
@@ -79,62 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
     for add in COMMANDS:
         add(commands, common)
     return parser
-
-
-# --- config --------------------------------------------------------------------------------
-
-def _add_config(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    config = commands.add_parser("config", parents=[common], help="check, show or create the config")
-    actions = config.add_subparsers(title="actions", metavar="ACTION")
-    check = actions.add_parser("check", parents=[common], help="validate a config file")
-    check.add_argument("file", nargs="?", type=Path, help="config file (default: the active one)")
-    check.set_defaults(handler=cmd_config_check)
-    show = actions.add_parser("show", parents=[common],
-                              help="print the effective config, defaults filled in")
-    show.set_defaults(handler=cmd_config_show)
-    init = actions.add_parser("init", parents=[common],
-                              help="write the documented example config (never overwrites)")
-    init.set_defaults(handler=cmd_config_init)
-    config.set_defaults(handler=lambda args: _print_help(config))
-
-
-def _print_help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return EXIT_USER
-
-
-def active_config(args: argparse.Namespace) -> Config:
-    """The config named by --config, else the user's, else built-in defaults."""
-    return load_config(find_config(args.config))
-
-
-def cmd_config_check(args: argparse.Namespace) -> int:
-    path = args.file or find_config(args.config)
-    if path is None:
-        print(f"no config file at {resources.default_config_path()}; built-in defaults apply "
-              "(create one with 'teddywatch config init')")
-        return EXIT_OK
-    load_config(path)
-    print(f"{path}: OK")
-    return EXIT_OK
-
-
-def cmd_config_show(args: argparse.Namespace) -> int:
-    print(to_toml(active_config(args)))
-    return EXIT_OK
-
-
-def cmd_config_init(args: argparse.Namespace) -> int:
-    target = args.config or resources.default_config_path()
-    if target.exists():
-        print(f"{target} already exists; leaving it as it is "
-              "(check it with 'teddywatch config check')")
-        return EXIT_OK
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "x", encoding="utf-8") as handle:  # "x": never overwrite, even in a race
-        handle.write(resources.example_config_text())
-    print(f"wrote {target}")
-    return EXIT_OK
 
 
 # --- classify ------------------------------------------------------------------------------
@@ -383,12 +322,17 @@ def _add_export(commands: argparse._SubParsersAction, common: argparse.ArgumentP
 
 
 def _training_module():
+    import importlib.util
+
     try:
+        missing = [name for name in ("fastai", "torch") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ImportError(f"no module named {', '.join(missing)}")
         from teddywatch import training
     except ImportError as exc:
         raise ModelError(
             f"this command needs fast.ai and PyTorch, which this installation lacks ({exc}). "
-            "Install the Python package with the extra: pip install 'teddywatch[fastai]'. "
+            f"Install the extra: {resources.pip_install_command('fastai')}. "
             "The frozen desktop app serves models but does not train or export them.") from None
     return training
 
@@ -429,73 +373,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_run(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    run = commands.add_parser("run", parents=[common],
-                              help="watch the configured folders and classify new images")
-    run.add_argument("--headless", action="store_true",
-                     help="no tray icon (servers, scripts); stop with Ctrl-C or SIGTERM")
-    run.set_defaults(handler=cmd_run)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from teddywatch.ledger import LedgerError
-    from teddywatch.service import run_headless
-    from teddywatch.sinks.sort import SortError
-
-    config = active_config(args)
-    _create_default_inbox(config)
-    try:
-        if not args.headless:
-            from teddywatch import tray  # falls back to headless, in one line, without a display
-
-            return tray.run(config)
-        return run_headless(config)
-    except (LedgerError, SortError) as exc:  # user-fixable, like a config error
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER
-
-
-def _create_default_inbox(config: Config) -> None:
-    """With no config file, teddywatch watches ~/Pictures/teddywatch: make it, so it just works.
-
-    Folders named in a config file are never created: a missing one may be an unplugged drive,
-    which the watcher reports and retries.
-    """
-    inbox = resources.default_inbox()
-    if config.source is None and not inbox.exists():
-        inbox.mkdir(parents=True, exist_ok=True)
-        print(f"created {inbox}: drop images there (change folders with 'teddywatch config init')",
-              file=sys.stderr)
-
-
-# --- autostart -----------------------------------------------------------------------------
-
-def _add_autostart(commands: argparse._SubParsersAction,
-                   common: argparse.ArgumentParser) -> None:
-    autostart = commands.add_parser("autostart", parents=[common],
-                                    help="start the tray app at login: on, off or status")
-    autostart.add_argument("action", choices=("on", "off", "status"))
-    autostart.set_defaults(handler=cmd_autostart)
-
-
-def cmd_autostart(args: argparse.Namespace) -> int:
-    from teddywatch import autostart
-
-    try:
-        if args.action == "on":
-            # Keep an explicit --config, so login starts the same setup.
-            extra = ["--config", str(args.config.absolute())] if args.config else []
-            state = autostart.enable(extra)
-        elif args.action == "off":
-            state = autostart.disable()
-        else:
-            state = autostart.status()
-    except autostart.AutostartError as exc:
-        raise UsageError(str(exc)) from None
-    print(state.describe())
-    return EXIT_OK
-
-
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    _add_config, _add_classify, _add_train, _add_export, _add_run, _add_autostart,
+    APP_COMMANDS[0], _add_classify, _add_train, _add_export, *APP_COMMANDS[1:],
 ]

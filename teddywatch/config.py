@@ -164,9 +164,10 @@ class _Parser:
             source=self.path,
         )
         self._check_sort_not_watched(config)
+        if len(self.problems) == 1:  # one line: "FILE: key: expected ... (got ...)"
+            raise ConfigError(f"{self.path}: {self.problems[0]}")
         if self.problems:
-            count = len(self.problems)
-            head = f"{self.path}: {count} problem{'s' if count > 1 else ''} in the config"
+            head = f"{self.path}: {len(self.problems)} problems in the config"
             raise ConfigError(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
         return config
 
@@ -212,6 +213,8 @@ class _Parser:
                 if message:
                     self._problem(f"{prefix}.{name}", message, table[name])
                     del values[name]
+        if cls is WatchConfig and "path" not in values:
+            return None  # reported above
         return cls(**values)
 
     def _coerce(self, key: str, value: Any, type_name: Any, default: Any) -> Any:
@@ -233,11 +236,12 @@ class _Parser:
                 return value
             self._problem(key, "a string", value)
         elif kind == "Path":
-            if isinstance(value, str) and value.strip():
+            if isinstance(value, str) and value.strip() and "\0" not in value:
                 return expand_path(value, self.path)
             self._problem(key, "a path as a non-empty string", value)
         elif kind.startswith("tuple[Path"):
-            if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+            if isinstance(value, list) and all(isinstance(v, str) and v and "\0" not in v
+                                               for v in value):
                 return tuple(expand_path(v, self.path) for v in value)
             self._problem(key, "a list of paths as strings", value)
         elif kind.startswith("tuple[str"):
@@ -271,6 +275,8 @@ class _Parser:
                 continue
             watch = self._section(WatchConfig, table, prefix,
                                   poll_seconds=_positive, patterns=_non_empty)
+            if watch is None:  # the path was not a path: already a problem
+                continue
             if watch.path.is_file():
                 self._problem(f"{prefix}.path", "a folder, but this is a file", str(watch.path))
                 continue

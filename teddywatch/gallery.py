@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import json
 import logging
 import os
 import tempfile
@@ -24,6 +25,8 @@ from teddywatch.results import ERROR, Result, format_confidence
 log = logging.getLogger(__name__)
 
 PAGE_NAME = "gallery.html"
+VERSION_NAME = "gallery-version.js"
+RELOAD_CHECK_MS = 2000  # how often an open page looks for a newer version of itself
 THUMBS_DIR = "thumbs"
 THUMB_SIZE = 160
 
@@ -45,6 +48,7 @@ class Gallery:
                  thumb_size: int = THUMB_SIZE) -> None:
         self.page = page or default_page()
         self.thumbs = self.page.parent / THUMBS_DIR
+        self.version_file = self.page.parent / VERSION_NAME
         self.thumb_size = thumb_size
         self._results: deque[Result] = deque(maxlen=items)
         self._failed: set[str] = set()  # thumbnails that could not be made: do not retry
@@ -73,7 +77,10 @@ class Gallery:
             shown = list(reversed(self._results))  # newest first
         self.thumbs.mkdir(parents=True, exist_ok=True)
         thumbs = {thumb_key(r): self._thumbnail(r) for r in shown}
-        _atomic_write_text(self.page, render(shown, thumbs))
+        version = f"{time.time_ns()}-{len(shown)}"
+        _atomic_write_text(self.page, render(shown, thumbs, version))
+        # An open page loads this file every few seconds and reloads itself when it changed.
+        _atomic_write_text(self.version_file, f"window.teddywatchVersion({json.dumps(version)});\n")
         self._prune(set(thumbs))
         log.debug("gallery: wrote %d results to %s", len(shown), self.page)
         return self.page
@@ -131,6 +138,18 @@ def _atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def recent_results(log_path: Path, keep: int) -> list[Result]:
+    """The tail of the results log, so a page (and the tray's menu) is not empty after a
+    restart; [] when it cannot be read (the service reports a broken log when it opens it)."""
+    from teddywatch.ledger import read_results
+
+    try:
+        return list(deque(read_results(log_path), maxlen=keep))
+    except Exception as exc:
+        log.debug("cannot read recent results from %s: %s", log_path, exc)
+        return []
 
 
 class GallerySink:
@@ -208,7 +227,7 @@ def _file_uri(path: str) -> str:
         return ""
 
 
-def render(results: list[Result], thumbs: dict[str, str | None]) -> str:
+def render(results: list[Result], thumbs: dict[str, str | None], version: str = "") -> str:
     """The whole page for `results` (already newest first); `thumbs` maps thumb_key to a src."""
     counts = Counter(r.label for r in results)
     buttons = [f'<button type="button" data-label="" aria-pressed="true">all '
@@ -219,8 +238,11 @@ def render(results: list[Result], thumbs: dict[str, str | None]) -> str:
     cards = "\n".join(_card(r, thumbs.get(thumb_key(r))) for r in results)
     empty = "" if results else '<p class="empty">No results yet: drop an image into a ' \
         'watched folder.</p>'
+    script = _SCRIPT.replace("__VERSION__", json.dumps(version)) \
+        .replace("__VERSION_FILE__", json.dumps(VERSION_NAME)) \
+        .replace("__CHECK_MS__", str(RELOAD_CHECK_MS))
     return _PAGE.format(count=len(results), buttons="\n".join(buttons), cards=cards,
-                        empty=empty, style=_STYLE, script=_SCRIPT)
+                        empty=empty, style=_STYLE, script=script)
 
 
 def _card(result: Result, thumb: str | None) -> str:
@@ -288,17 +310,37 @@ figcaption { display: flex; flex-wrap: wrap; gap: 0 .4em; align-items: baseline;
 [hidden] { display: none !important; }
 """
 
-# Plain JS: a button per label shows only that label's cards.
+# Plain JS: a button per label shows only that label's cards (kept across reloads), and the page
+# reloads itself when teddywatch rewrote it: every few seconds it loads gallery-version.js (a
+# <script>, which file:// pages may load where fetch() is refused) and compares versions.
 _SCRIPT = """
 (function () {
   var buttons = document.querySelectorAll('#filters button');
   var cards = document.querySelectorAll('#cards .card');
+  function show(want) {
+    buttons.forEach(function (b) { b.setAttribute('aria-pressed', String(b.dataset.label === want)); });
+    cards.forEach(function (card) { card.hidden = want !== '' && card.dataset.label !== want; });
+  }
   buttons.forEach(function (button) {
     button.addEventListener('click', function () {
-      var want = button.dataset.label;
-      buttons.forEach(function (b) { b.setAttribute('aria-pressed', String(b === button)); });
-      cards.forEach(function (card) { card.hidden = want !== '' && card.dataset.label !== want; });
+      try { sessionStorage.setItem('teddywatch-filter', button.dataset.label); } catch (e) {}
+      show(button.dataset.label);
     });
   });
+  var kept = null;
+  try { kept = sessionStorage.getItem('teddywatch-filter'); } catch (e) {}
+  if (kept && document.querySelector('#filters button[data-label="' + CSS.escape(kept) + '"]')) {
+    show(kept);
+  }
+  var version = __VERSION__;
+  window.teddywatchVersion = function (latest) {
+    if (latest !== version) { location.reload(); }
+  };
+  setInterval(function () {
+    var probe = document.createElement('script');
+    probe.src = __VERSION_FILE__ + '?' + Date.now();
+    probe.onload = probe.onerror = function () { probe.remove(); };
+    document.head.appendChild(probe);
+  }, __CHECK_MS__);
 })();
 """

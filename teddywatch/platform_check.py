@@ -12,15 +12,17 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from teddywatch import resources
+
 log = logging.getLogger(__name__)
 
 NOTIFICATIONS_BUS_NAME = "org.freedesktop.Notifications"
 SNI_WATCHER_BUS_NAME = "org.kde.StatusNotifierWatcher"
 
 LINUX_PACKAGES = ("Debian/Ubuntu: sudo apt install gir1.2-ayatanaappindicator3-0.1 "
-                  "gir1.2-gtk-3.0 libnotify-bin, then pip install 'teddywatch[linux-desktop]' "
-                  "(building it needs libgirepository1.0-dev libcairo2-dev libdbus-1-dev "
-                  "pkg-config)")
+                  "gir1.2-gtk-3.0 libnotify-bin libgirepository1.0-dev libcairo2-dev "
+                  "libdbus-1-dev pkg-config, then "
+                  f"{resources.pip_install_command('linux-desktop')}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def capability_problems(icon_class: Any) -> list[Problem]:
                if is_linux_like() else "Use the default pystray backend for this platform.")
         problems.append(Problem("menu", f"the tray backend '{name}' has no menu: pause, the "
                                 "results log and quit are not reachable from the icon "
-                                "(use 'teddywatch status' and Ctrl-C or SIGTERM).", fix))
+                                "(quit with Ctrl-C or 'kill PID').", fix))
     return problems
 
 

@@ -70,6 +70,22 @@ def default_sort_destination() -> Path:
     return Path(platformdirs.user_pictures_dir()) / f"{APP}-sorted"
 
 
+def checkout_dir() -> Path | None:
+    """The source checkout this package runs from (an editable install, `make run`), else None."""
+    if getattr(sys, "frozen", False):
+        return None
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").exists() and (root / ".git").exists() else None
+
+
+def pip_install_command(extra: str) -> str:
+    """The command that adds an optional extra to this very installation, as a user types it."""
+    checkout = checkout_dir()
+    if checkout is None:
+        return f"pip install 'teddywatch[{extra}]'"
+    return f"{sys.executable} -m pip install -e '{checkout}[{extra}]'"
+
+
 def example_config_text() -> str:
     """The documented example config (beside the package, in the wheel, or in the frozen bundle)."""
     for root in _bundle_roots():

@@ -109,7 +109,7 @@ class Service:
         self._watcher = Watcher(config.watch, self._jobs,
                                 settle_seconds=config.service.settle_seconds,
                                 rescan_seconds=config.service.rescan_minutes * 60,
-                                state_file=_state_file(config.log.path),
+                                state_file=state_file(config.log.path),
                                 on_change=self._publish_status)
         self._watcher.start()
 
@@ -248,9 +248,22 @@ def _missing_text(watcher) -> str:
     return f"watch folder not available: {', '.join(watcher.missing)}"
 
 
-def _state_file(log_path: Path) -> Path:
+def state_file(log_path: Path) -> Path:
     """When each folder was first watched (for skip_existing), kept beside the results log."""
     return log_path.with_name(log_path.stem + ".folders.json")
+
+
+def _follow_with_gallery(service: Service, config: Config):
+    """Headless, as in the tray: the gallery page follows the service's results."""
+    if not config.gallery.enabled:
+        return None
+    from teddywatch.gallery import Gallery, GallerySink, recent_results
+
+    gallery = Gallery(items=config.gallery.items)
+    gallery.extend(recent_results(config.log.path, config.gallery.items))
+    sink = GallerySink(gallery)
+    service.subscribe(lambda event: sink.handle(event) if isinstance(event, Result) else None)
+    return sink
 
 
 def run_headless(config: Config) -> int:
@@ -267,12 +280,17 @@ def run_headless(config: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, on_signal)
     service = Service(config)
+    gallery = _follow_with_gallery(service, config)
     try:
         service.start()
+        if gallery is not None:
+            gallery.refresh()  # the page exists from the start, with earlier results
         while not stop.wait(0.5):
             pass
     finally:
         service.stop()
+        if gallery is not None:
+            gallery.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     log.info("stopped")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from teddywatch import autostart, icons, platform_check, resources
 from teddywatch.config import Config
-from teddywatch.gallery import Gallery, GallerySink
+from teddywatch.gallery import Gallery, GallerySink, recent_results
 from teddywatch.results import ERROR, Result, format_confidence
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Tray:
                  opener: Callable[[str], None] = open_path,
                  notify: Callable[[str, str], None] | None = None,
                  gallery: Gallery | None = None, problems: list[platform_check.Problem] = (),
-                 recent: list[Result] = ()) -> None:
+                 recent: list[Result] = (), notices: Sequence[str] = ()) -> None:
         import pystray  # here, not at module level: importing it needs a display
 
         self._pystray = pystray
@@ -123,6 +123,7 @@ class Tray:
         self.recent: deque[Result] = deque(reversed(recent[-RECENT:]), maxlen=RECENT)
         self.startup_error: BaseException | None = None
         self._problems = list(problems)
+        self._notices = list(notices)  # said as a notification before the service starts
         self._state = icons.IDLE
         self._refresh_timer: threading.Timer | None = None
         self._lock = threading.Lock()
@@ -156,6 +157,8 @@ class Tray:
     def _setup(self, icon: Any) -> None:
         icon.visible = True
         self.service.subscribe(self._on_event)
+        for notice in self._notices:
+            self._tell("teddywatch", notice)
         try:
             self.service.start()
         except BaseException as exc:  # e.g. a model that cannot load: the CLI reports it
@@ -347,7 +350,7 @@ def _plyer_notify(title: str, body: str) -> None:
 
 # --- entry point -----------------------------------------------------------------------------
 
-def run(config: Config) -> int:
+def run(config: Config, notices: Sequence[str] = ()) -> int:
     """`teddywatch run`: the service behind a tray icon, or headless when there is no display or
     no tray backend (said in one line)."""
     from teddywatch.service import Service, run_headless
@@ -364,17 +367,12 @@ def run(config: Config) -> int:
     if config.gallery.enabled:
         gallery = Gallery(items=config.gallery.items)
         gallery.extend(recent)
-    Tray(Service(config), config, icon_class=icon_class, gallery=gallery, recent=recent).run()
+    Tray(Service(config), config, icon_class=icon_class, gallery=gallery, recent=recent,
+         notices=notices).run()
     return 0
 
 
 def _recent_results(config: Config) -> list[Result]:
     """The tail of the results log, so the menu and the gallery are not empty after a restart."""
-    from teddywatch.ledger import read_results
-
-    keep = max(RECENT, config.gallery.items if config.gallery.enabled else 0)
-    try:
-        return list(deque(read_results(config.log.path), maxlen=keep))
-    except Exception as exc:  # the service reports a broken log properly when it opens it
-        log.debug("cannot read recent results from %s: %s", config.log.path, exc)
-        return []
+    return recent_results(config.log.path,
+                          max(RECENT, config.gallery.items if config.gallery.enabled else 0))

@@ -165,6 +165,7 @@ def test_init_writes_example_and_never_overwrites(user_env: dict[str, str]) -> N
     assert "already exists" in second.stdout
     assert target.read_text() == "# mine\n"
     # The user's config is the active one from now on.
+    (Path(user_env["HOME"]) / "Pictures" / "teddywatch").mkdir(parents=True)  # else a warning
     assert run_cli("config", "check", env=user_env).stdout.strip() == f"{target}: OK"
 
 

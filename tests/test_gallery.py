@@ -90,7 +90,8 @@ def test_rewrite_is_atomic_and_leaves_no_temp_files(tmp_path: Path, photos) -> N
         gallery.add_batch([result_for(photos[1][0], "black")])
         assert old.read().count('<figure class="card') == 1  # replaced, never truncated
     assert gallery.page.read_text(encoding="utf-8").count('<figure class="card') == 2
-    assert sorted(p.name for p in gallery.page.parent.iterdir()) == ["gallery.html", "thumbs"]
+    assert sorted(p.name for p in gallery.page.parent.iterdir()) == [
+        "gallery-version.js", "gallery.html", "thumbs"]
 
 
 def test_moved_file_is_shown_from_where_it_went(tmp_path: Path, photos) -> None:
@@ -177,3 +178,65 @@ def test_sink_close_writes_what_is_pending(tmp_path: Path, photos) -> None:
     sink.handle(result_for(*photos[0]))
     sink.close()
     assert gallery.writes == [1] and gallery.page.exists()
+
+
+def test_an_open_page_reloads_itself_when_rewritten_and_keeps_its_filter(tmp_path: Path,
+                                                                         photos) -> None:
+    gallery = Gallery(tmp_path / "site" / "gallery.html")
+    (first, label1), (second, label2) = photos[0], photos[1]
+    gallery.add_batch([result_for(first, label1)])
+    browser = Chromium()
+    try:
+        browser.open(gallery.page.as_uri())
+        assert browser.evaluate("document.querySelectorAll('#cards .card').length") == 1
+        browser.evaluate(f"document.querySelector('#filters button[data-label=\"{label1}\"]')"
+                         ".click(); window.__sameDocument = true")
+        gallery.add_batch([result_for(second, label2, minutes=1)])  # the service wrote again
+
+        def cards() -> int:
+            try:
+                return browser.evaluate("window.__sameDocument ? 0 : "
+                                        "document.querySelectorAll('#cards .card').length")
+            except AssertionError:  # evaluated while the page was being replaced
+                return 0
+        assert wait_for(cards, timeout=30, what="the page to reload with the new result") == 2
+        # The label filter chosen before the reload still applies.
+        assert browser.evaluate("document.querySelector('#filters button[aria-pressed=\"true\"]')"
+                                ".dataset.label") == label1
+        visible = browser.evaluate("Array.from(document.querySelectorAll("
+                                   "'#cards .card:not([hidden])')).map(c => c.dataset.label)")
+        assert visible == [label1] * (1 + (label2 == label1))
+        assert browser.console_errors() == []
+    finally:
+        browser.close()
+
+
+def test_headless_run_writes_the_gallery(tmp_path: Path, user_env) -> None:
+    """`teddywatch run --headless` (what `make run` gives without a display) keeps the page too."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[watch]]\npath = "{inbox}"\n[notify]\nenabled = false\n'
+                      '[service]\nsettle_seconds = 0.2\n', encoding="utf-8")
+    page = Path(user_env["XDG_DATA_HOME"]) / "teddywatch" / "gallery.html"
+    proc = subprocess.Popen([sys.executable, "-m", "teddywatch", "--config", str(config), "run",
+                             "--headless"], cwd=REPO, env=user_env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for(lambda: page.exists() or proc.poll() is not None, timeout=60,
+                 what="the empty page at start")
+        assert proc.poll() is None and "No results yet" in page.read_text(encoding="utf-8")
+        shutil.copy(FIXTURES / "teddy_1.jpg", inbox / "IMG_0042.jpg")
+        wait_for(lambda: "IMG_0042.jpg" in page.read_text(encoding="utf-8"), timeout=60,
+                 what="the dropped photo on the page")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, stderr
+    assert (page.parent / "gallery-version.js").exists()

@@ -198,6 +198,34 @@ def test_a_dropped_file_is_notified_shown_in_the_menu_and_opened(desktop, config
     run_with_driver(tray, driver)
 
 
+def test_a_large_folder_notice_is_notified_before_the_service_starts(desktop, config) -> None:
+    """`run` hands the tray what `config check` says about a folder full of images; the user
+    sees it as a notification before the catch-up classifies them."""
+    notice = (f"warning: built-in defaults: watch[0].path: {config.watch[0].path} (not "
+              "recursive) already holds 3,001 images; every one not yet in the results log "
+              "will be classified.")
+    tray = make_tray(config, notices=[notice])
+    received_before = len(desktop.notifications())
+    states: list[str] = []
+    tray.notify = lambda title, body: (states.append(tray.service.status().state),
+                                       tray_notify(title, body))
+
+    def driver(tray) -> None:
+        wait_for(lambda: [n for n in desktop.notifications()[received_before:]
+                          if n[1] == "teddywatch" and n[2] == notice], timeout=20,
+                 what="dunst to receive the notice")
+        item(tray.icon.menu, "Quit")(tray.icon)
+
+    run_with_driver(tray, driver)
+    assert states[0] == "stopped"  # told before the service (and its catch-up) started
+
+
+def tray_notify(title: str, body: str) -> None:
+    from teddywatch.tray import _plyer_notify
+
+    _plyer_notify(title, body)
+
+
 def test_pause_and_resume_are_a_checked_item_that_drives_the_service(desktop, config) -> None:
     tray = make_tray(config)
     inbox = config.watch[0].path

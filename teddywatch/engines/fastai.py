@@ -30,12 +30,13 @@ from typing import Iterator, Sequence
 
 from PIL import Image
 
+from teddywatch import resources
 from teddywatch.engines import ModelError, file_sha256
 from teddywatch.results import Prediction
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'teddywatch[fastai]'"
+INSTALL_HINT = resources.pip_install_command("fastai")
 
 
 def _versions() -> str:
