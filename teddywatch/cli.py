@@ -18,6 +18,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from teddywatch import __version__, resources
 from teddywatch.config import IMAGE_PATTERNS, Config, ConfigError, find_config, load_config, to_toml
+from teddywatch.csvcells import printable, restore
 from teddywatch.engines import ENGINES, ModelError
 from teddywatch.logsetup import setup_logging
 from teddywatch.results import FileId, Job, Result, format_confidence
@@ -308,7 +309,8 @@ def _table_writer(out: TextIO, top: int) -> Callable[[Result], None]:
             if result.status != "error" else "error"
         extra = f"  [{_top_shown(result, top)}]" if top > 1 and result.top else ""
         detail = f"  ({result.detail})" if result.detail else ""
-        out.write(f"{shown:<18} {result.status:<7} {result.path}{extra}{detail}\n")
+        out.write(f"{shown:<18} {result.status:<7} {printable(result.path)}{extra}"
+                  f"{printable(detail)}\n")
         out.flush()
     return write
 
@@ -340,7 +342,11 @@ def _json_writer(out: TextIO, top: int) -> Callable[[Result], None]:
                   "seconds": round(result.seconds, 4),
                   "top": [{"label": label, "confidence": round(p, 4)}
                           for label, p in result.top[:top]]}
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        # A name that is not UTF-8 goes out as JSON \udcff escapes (json.loads gives it back).
+        text = json.dumps(record, ensure_ascii=False)
+        if printable(text) != text:
+            text = json.dumps(record)
+        out.write(text + "\n")
         out.flush()
     return write
 

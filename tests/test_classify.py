@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
-from conftest import FIXTURES, run_cli
+from conftest import FIXTURES, REPO, run_cli
+from teddywatch.csvcells import restore
 from teddywatch.worker import map_in_order
 
 FIXTURE_FILES = sorted(FIXTURES.glob("*.jpg"))
@@ -121,3 +125,23 @@ def test_model_that_cannot_load_exits_2(user_env: dict[str, str], tmp_path: Path
                    env=user_env)
     assert proc.returncode == 2
     assert "model file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_name_that_is_not_utf8_in_every_format(tmp_path: Path, user_env: dict[str, str]) -> None:
+    bad = os.fsencode(tmp_path) + b"/bad\xff\xfename.jpg"
+    with open(bad, "wb") as out:
+        out.write(FIXTURE_FILES[0].read_bytes())
+    name = os.fsdecode(bad)
+    for fmt in ("table", "csv", "json"):
+        proc = subprocess.run([sys.executable, "-m", "teddywatch", "classify", str(tmp_path),
+                               "--format", fmt], capture_output=True, env=user_env, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        text = proc.stdout.decode("utf-8")  # strict: valid UTF-8 whatever the names
+        assert b"Traceback" not in proc.stderr
+        if fmt == "table":
+            assert "bad\\xff\\xfename.jpg" in text and text.startswith(expected_label(FIXTURE_FILES[0]))
+        elif fmt == "csv":
+            (row,) = csv.DictReader(io.StringIO(text))
+            assert restore(row["path"]) == name  # the same escaping as the results log
+        else:
+            assert json.loads(text)["path"] == name

@@ -70,8 +70,8 @@ def wait_rows(log_path: Path, count: int, timeout: float = 60.0,
 
 
 def assert_well_formed(log_path: Path) -> None:
-    """No ragged rows, and every file (path+size+mtime) in the log exactly once."""
-    with open(log_path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    """Valid UTF-8, no ragged rows, and every file (path+size+mtime) in the log exactly once."""
+    with open(log_path, encoding="utf-8", newline="") as f:  # strict: odd names are escaped
         table = list(csv.reader(f))
     assert table[0] == list(COLUMNS)
     assert all(len(row) == len(COLUMNS) for row in table), "ragged row"
@@ -366,6 +366,30 @@ def test_bad_input_gives_error_rows_and_odd_names_round_trip(tmp_path: Path, eng
     assert wait_rows(log_path, len(got) + 1)[-1].label == "black"
     assert_well_formed(log_path)
     assert service.status().errors_today == len(bad)
+
+
+def test_a_name_that_is_not_utf8_is_logged_once_and_not_again_after_a_restart(
+        tmp_path: Path, engine, services) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    log_path = tmp_path / "data" / "results.csv"
+    config = config_for(tmp_path)
+    service = services(config, engine)
+    bad = os.fsencode(inbox) + b"/bad\xff\xfename.jpg"
+    with open(bad, "wb") as out:
+        out.write((FIXTURES / "teddy_1.jpg").read_bytes())
+    (row,) = wait_rows(log_path, 1)
+    assert row.path == os.fsdecode(bad) and row.label == "teddy"
+    service.stop()
+    assert b"'%" + os.fsencode(inbox) + b"/bad%FF%FEname.jpg" in log_path.read_bytes()
+
+    again = services(config, engine)
+    assert again._watcher.scan() == 0  # a scan sees the file again: the log already has it
+    drop(FIXTURES / "black_2.jpg", inbox / "after.jpg")
+    assert wait_rows(log_path, 2)[-1].label == "black"
+    again.stop()
+    assert [Path(r.path).name for r in rows(log_path)] == [Path(row.path).name, "after.jpg"]
+    assert_well_formed(log_path)
 
 
 # --- sorting --------------------------------------------------------------------------------
