@@ -20,6 +20,7 @@ from typing import BinaryIO, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from teddywatch.files import NotAFile, open_regular
 from teddywatch.jpeg import eighth_scale_scans
 from teddywatch.webp import scaled_decoder
 
@@ -59,11 +60,9 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
     """
     path = Path(path)
     try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise DecodeError("file disappeared before it could be read") from None
-    except OSError as exc:
-        raise DecodeError(f"cannot read the file: {exc.strerror or exc}") from None
+        handle = open_regular(path)  # never blocks: FIFOs, devices, folders, broken links
+    except NotAFile as exc:
+        raise DecodeError(str(exc)) from None
     with handle:
         if os.fstat(handle.fileno()).st_size == 0:
             raise DecodeError("empty file (0 bytes)")
@@ -74,7 +73,7 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
         except Image.DecompressionBombError as exc:
             raise DecodeError(f"refused: {_first_line(exc)}") from None
         except UnidentifiedImageError:
-            raise DecodeError(f"not an image Pillow can read ({_sniff(path)})") from None
+            raise DecodeError(f"not an image Pillow can read ({_sniff(handle)})") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError.
             raise DecodeError(f"corrupt or truncated image: {_first_line(exc)}") from None
@@ -240,11 +239,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
-def _sniff(path: Path) -> str:
+def _sniff(handle: BinaryIO) -> str:
     """A few words on what the file looks like, for the error message."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
+        handle.seek(0)
+        head = handle.read(512)
     except OSError:
         return "unreadable"
     if not head.strip():

@@ -392,6 +392,47 @@ def test_a_name_that_is_not_utf8_is_logged_once_and_not_again_after_a_restart(
     assert_well_formed(log_path)
 
 
+def test_special_files_get_one_error_row_each_and_are_never_moved(
+        tmp_path: Path, engine, services) -> None:
+    from conftest import make_special_files
+
+    inbox, before, dest = tmp_path / "inbox", tmp_path / "inbox" / "before", tmp_path / "sorted"
+    before.mkdir(parents=True)
+    early = make_special_files(before)  # found by the catch-up scan
+    log_path = tmp_path / "data" / "results.csv"
+    config = config_for(tmp_path, watch=(WatchConfig(path=inbox, recursive=True),),
+                        sort=SortConfig(enabled=True, destination=dest))
+    service = services(config, engine)
+    flat = tmp_path / "flat"  # not recursive: a folder named like an image is reported
+    flat.mkdir()
+    (flat / "folder.jpg").mkdir()
+    after = inbox / "after"
+    after.mkdir()
+    late = make_special_files(after)  # found by watchdog's events
+    drop(FIXTURES / "teddy_1.jpg", after / "good.jpg")
+    got = wait_rows(log_path, len(early) + len(late) + 1)
+    for row in got:
+        where, name = Path(row.path).parent, Path(row.path).name
+        if name == "good.jpg":
+            assert row.label == "teddy"
+            continue
+        expected = (early if where == before else late)[name]
+        assert row.status == ERROR and expected in row.detail and row.moved_to == "", row
+        assert os.path.lexists(row.path)  # never moved, never deleted
+    assert service.status().state == WATCHING
+    assert_well_formed(log_path)
+    service.stop()
+
+    flat_config = config_for(tmp_path, watch=(WatchConfig(path=flat),))
+    services(flat_config, engine)
+    (flat / "moved_in").mkdir()
+    os.rename(flat / "moved_in", flat / "moved.jpg")
+    rows_now = wait_rows(log_path, len(got) + 2)
+    tail = {Path(r.path).name: r.detail for r in rows_now[len(got):]}
+    assert tail == {"folder.jpg": "a folder, not an image file",
+                    "moved.jpg": "a folder, not an image file"}
+
+
 # --- sorting --------------------------------------------------------------------------------
 
 def test_sorting_moves_into_label_folders_without_overwriting(tmp_path: Path, engine,
