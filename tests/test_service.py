@@ -433,6 +433,35 @@ def test_special_files_get_one_error_row_each_and_are_never_moved(
                     "moved.jpg": "a folder, not an image file"}
 
 
+def test_one_service_per_log_and_a_crashed_ones_lock_is_taken_over(
+        tmp_path: Path, headless, user_env) -> None:
+    from conftest import run_cli
+
+    (tmp_path / "inbox").mkdir()
+    config = write_toml(tmp_path)
+    log_path = tmp_path / "data" / "results.csv"
+    first = headless(config)
+    second = subprocess.run(
+        [sys.executable, "-m", "teddywatch", "run", "--headless", "--config", str(config)],
+        capture_output=True, text=True, env=user_env, cwd=REPO, timeout=120)
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines()[-1].startswith(
+        f"error: teddywatch is already running (pid {first.proc.pid}) with the results log ")
+    assert "Traceback" not in second.stderr
+    # classify never writes the log: it needs no lock and runs alongside
+    assert run_cli("classify", str(FIXTURES / "teddy_1.jpg"), env=user_env).returncode == 0
+
+    first.kill()  # a crash: the lock file stays, with first's pid in it
+    assert (tmp_path / "data" / "results.csv.lock").read_text().strip() == str(first.proc.pid)
+    third = headless(config)  # takes the stale lock over
+    drop(FIXTURES / "black_1.jpg", tmp_path / "inbox" / "after_crash.jpg")
+    (row,) = wait_rows(log_path, 1, proc=third.proc)
+    assert row.label == "black"
+    assert (tmp_path / "data" / "results.csv.lock").read_text().strip() == str(third.proc.pid)
+    assert third.stop() == 0
+    assert len(rows(log_path)) == 1
+
+
 # --- sorting --------------------------------------------------------------------------------
 
 def test_sorting_moves_into_label_folders_without_overwriting(tmp_path: Path, engine,
