@@ -8,22 +8,24 @@ stderr with -v).
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import errno
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TextIO
+from typing import Callable, Iterable, Iterator, Sequence
 
 from teddywatch import __version__, resources
 from teddywatch.cli_app import APP_COMMANDS
-from teddywatch.cli_common import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_USER, UsageError,
-                                   active_config)
+from teddywatch.cli_common import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
+                                   EXIT_USER, UsageError, active_config)
 from teddywatch.config import IMAGE_PATTERNS, Config, ConfigError
+from teddywatch.csvcells import printable
+from teddywatch.files import why_unreadable
 from teddywatch.engines import ENGINES, ModelError
 from teddywatch.logsetup import setup_logging
-from teddywatch.results import FileId, Job, Result, format_confidence
+from teddywatch.output import OUTPUT_FORMATS, Progress, report_problems
+from teddywatch.results import ERROR, FileId, Job, Result
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,21 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N", help="engine threads (0 = automatic)")
 
 
+CLASSIFY_EXIT_CODES = """exit codes:
+  0    every file was classified
+  1    some file could not be classified (its error row says why; the rest were classified)
+  2    usage, config or model error: nothing was classified
+  130  interrupted (Ctrl-C)"""
+
+
 def _add_classify(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    classify = commands.add_parser("classify", parents=[common],
-                                   help="classify image files or folders and print the results")
+    classify = commands.add_parser(
+        "classify", parents=[common], help="classify image files or folders and print the results",
+        description="Classify image files, and the image files in folders, and print one result "
+                    "per file. A file that cannot be classified (missing, not an image, a FIFO "
+                    "or a broken link) gets an error row and is listed at the end on stderr; "
+                    "the other files are classified all the same.",
+        epilog=CLASSIFY_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     classify.add_argument("paths", nargs="+", type=Path, metavar="FILE_OR_DIR")
     _add_model_options(classify)
     classify.add_argument("--format", choices=("table", "csv", "json"), default="table",
@@ -126,7 +140,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise UsageError("--threshold must be between 0 and 1")
     config = active_config(args)
-    files = list(iter_image_files(args.paths))
+    problems: list[str] = []
+    files = list(iter_image_files(args.paths, problems))
     batch_size = args.batch_size or config.model.batch_size
     in_flight = _batches_in_flight(args, config, len(files), batch_size)
     per_call = max(1, batch_size // in_flight)  # the same number of images in hand either way
@@ -142,15 +157,22 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     def classify_chunk(paths: Sequence[Path]) -> list[Result]:
         jobs, unreadable = _jobs_for(paths, engine.model_id)
-        return unreadable + classify_batch(engine, jobs, threshold)
+        classified = iter(classify_batch(engine, [job for job in jobs if job], threshold))
+        return [next(classified) if job else failed for job, failed in zip(jobs, unreadable)]
 
-    with _Progress(len(files)) as progress:
+    failed: list[Result] = []
+    with Progress(len(files)) as progress:
         for results in map_in_order(classify_chunk, _chunks(files, per_call), in_flight):
             for result in results:
                 writer(result)
+                if result.status == ERROR:
+                    failed.append(result)
             progress.advance(len(results))
     engine.close()
-    return EXIT_OK
+    report_problems(failed, len(files), sys.stderr)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return EXIT_SOME_FAILED if failed or problems else EXIT_OK
 
 
 def _batches_in_flight(args: argparse.Namespace, config: Config, files: int,
@@ -174,31 +196,45 @@ def _first_set(*values: float | None) -> float:
     return next(v for v in values if v is not None)
 
 
-def iter_image_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files given are taken as they are; folders are walked for image files, sorted."""
+def iter_image_files(paths: Iterable[Path], problems: list[str]) -> Iterator[Path]:
+    """Paths given are taken as they are; folders are walked for image names, sorted.
+
+    A folder that cannot be listed is added to `problems` (one line each) and skipped."""
     import fnmatch
 
+    def image_name(name: str) -> bool:
+        return any(fnmatch.fnmatch(name.lower(), p) for p in IMAGE_PATTERNS)
+
     for path in paths:
-        if path.is_dir():
-            for root, dirs, names in os.walk(path):
-                dirs.sort()
-                for name in sorted(names):
-                    if any(fnmatch.fnmatch(name.lower(), p) for p in IMAGE_PATTERNS):
-                        yield Path(root) / name
-        elif path.exists():
-            yield path
-        else:
-            raise UsageError(f"{path}: no such file or folder")
+        if not path.is_dir():
+            yield path  # whatever it is (missing, a FIFO, a broken link): it gets its row
+            continue
+        for root, dirs, names in os.walk(path, onerror=lambda exc: problems.append(
+                f"{printable(str(exc.filename))}: cannot list the folder: "
+                f"{exc.strerror or exc}")):
+            dirs.sort()
+            # Links to folders are not followed (nor walked twice): named like an image,
+            # they get an error row saying so, as in a watched folder.
+            linked = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+            for name in sorted(names + linked):
+                if image_name(name):
+                    yield Path(root) / name
 
 
-def _jobs_for(paths: Sequence[Path], model_id: str) -> tuple[list[Job], list[Result]]:
-    jobs, unreadable = [], []
+def _jobs_for(paths: Sequence[Path], model_id: str
+              ) -> tuple[list[Job | None], list[Result | None]]:
+    """For each path, in order, a Job, or (when it cannot even be looked at) an error Result."""
+    jobs: list[Job | None] = []
+    unreadable: list[Result | None] = []
     for path in paths:
         try:
             jobs.append(Job(FileId.of(path)))
+            unreadable.append(None)
         except OSError as exc:
-            unreadable.append(Result.failed(str(path), f"cannot read the file: {exc.strerror}",
-                                            model=model_id))
+            reason = "no such file or folder" if exc.errno == errno.ENOENT and \
+                not os.path.islink(path) else why_unreadable(path, exc)
+            jobs.append(None)
+            unreadable.append(Result.failed(str(path), reason, model=model_id))
     return jobs, unreadable
 
 
@@ -207,84 +243,6 @@ def _chunks(items: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
         yield items[start:start + size]
 
 
-class _Progress:
-    """A one-line progress counter on stderr, only when stderr is a terminal."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.enabled = sys.stderr.isatty() and total > 1
-
-    def __enter__(self) -> "_Progress":
-        return self
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if self.enabled:
-            width = 30
-            filled = width * self.done // self.total
-            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] "
-                             f"{self.done}/{self.total}")
-            sys.stderr.flush()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
-def _top_text(result: Result, k: int) -> str:
-    """The top-k column of the csv format: machine-readable, so full numbers, not percentages."""
-    return " ".join(f"{label}:{p:.3f}" for label, p in result.top[:k])
-
-
-def _top_shown(result: Result, k: int) -> str:
-    """The table's top-k, for people: the same percentages as everywhere else."""
-    return " ".join(f"{label}:{format_confidence(p)}" for label, p in result.top[:k])
-
-
-def _table_writer(out: TextIO, top: int) -> Callable[[Result], None]:
-    def write(result: Result) -> None:
-        shown = f"{result.label} {format_confidence(result.confidence):>6}" \
-            if result.status != "error" else "error"
-        extra = f"  [{_top_shown(result, top)}]" if top > 1 and result.top else ""
-        detail = f"  ({result.detail})" if result.detail else ""
-        out.write(f"{shown:<18} {result.status:<7} {result.path}{extra}{detail}\n")
-        out.flush()
-    return write
-
-
-CSV_COLUMNS = ("path", "label", "confidence", "status", "detail", "model", "seconds")
-
-
-def _csv_writer(out: TextIO, top: int) -> Callable[[Result], None]:
-    from teddywatch.csvcells import spreadsheet_safe
-
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS + (("top",) if top > 1 else ()))
-
-    def write(result: Result) -> None:
-        row = [result.path, result.label, f"{result.confidence:.4f}", result.status,
-               result.detail, result.model, f"{result.seconds:.4f}"]
-        if top > 1:
-            row.append(_top_text(result, top))
-        writer.writerow([spreadsheet_safe(cell) for cell in row])
-        out.flush()
-    return write
-
-
-def _json_writer(out: TextIO, top: int) -> Callable[[Result], None]:
-    def write(result: Result) -> None:
-        record = {"path": result.path, "label": result.label,
-                  "confidence": round(result.confidence, 4), "status": result.status,
-                  "detail": result.detail, "model": result.model,
-                  "seconds": round(result.seconds, 4),
-                  "top": [{"label": label, "confidence": round(p, 4)}
-                          for label, p in result.top[:top]]}
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        out.flush()
-    return write
-
-
-OUTPUT_FORMATS = {"table": _table_writer, "csv": _csv_writer, "json": _json_writer}
 
 
 # --- train and export ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import argparse
 from teddywatch.config import Config, find_config, load_config
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
+EXIT_SOME_FAILED = 1  # classify: a file could not be classified (the others were)
 EXIT_INTERRUPTED = 130
 
 

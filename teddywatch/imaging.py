@@ -20,14 +20,18 @@ from typing import BinaryIO, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from teddywatch.files import NotAFile, open_regular
 from teddywatch.jpeg import eighth_scale_scans
+from teddywatch.libwarnings import decoding, last_libtiff_error
+from teddywatch.reasons import bomb_reason, load_failure, open_failure, too_large
 from teddywatch.webp import scaled_decoder
 
 log = logging.getLogger(__name__)
 
-# Pillow's guard stays on: images over MAX_IMAGE_PIXELS are refused here with a clear reason
+# Pillow's guard stays on: images over MAX_PIXELS are refused here with a clear reason
 # (Pillow itself only warns between 1x and 2x the limit, and raises above 2x).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+Image.init()  # every format plugin, so reasons can name a broken file's format
 
 # HEIC/HEIF photos from phones (Pillow >= 11.3 reads AVIF by itself). pi-heif is the decode-only
 # build of pillow-heif: the same libheif without the 20 MB GPL x265 encoder teddywatch never uses.
@@ -59,31 +63,36 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
     """
     path = Path(path)
     try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise DecodeError("file disappeared before it could be read") from None
-    except OSError as exc:
-        raise DecodeError(f"cannot read the file: {exc.strerror or exc}") from None
-    with handle:
-        if os.fstat(handle.fileno()).st_size == 0:
+        handle = open_regular(path)  # never blocks: FIFOs, devices, folders, broken links
+    except NotAFile as exc:
+        raise DecodeError(str(exc)) from None
+    with handle, decoding(path):
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
             raise DecodeError("empty file (0 bytes)")
+        state: dict[str, str] = {}
         try:
-            return _decode_open(handle, min_size)
+            return _decode_open(handle, min_size, state)
         except DecodeError:
             raise
-        except Image.DecompressionBombError as exc:
-            raise DecodeError(f"refused: {_first_line(exc)}") from None
+        except Image.DecompressionBombError as exc:  # Pillow's own, over twice the limit
+            raise DecodeError(bomb_reason(exc, max_pixels())) from None
         except UnidentifiedImageError:
-            raise DecodeError(f"not an image Pillow can read ({_sniff(path)})") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            # Pillow reports truncated and corrupt data as OSError/SyntaxError/ValueError.
-            raise DecodeError(f"corrupt or truncated image: {_first_line(exc)}") from None
+            raise DecodeError(open_failure(handle, size)) from None
         except MemoryError:
             raise DecodeError("image too large to decode in memory") from None
+        except Exception as exc:  # every decoder failure, NotImplementedError included
+            if not isinstance(exc, (OSError, SyntaxError, ValueError, EOFError,
+                                    NotImplementedError)):
+                log.debug("%s: unexpected %s from the decoder", path, type(exc).__name__,
+                          exc_info=True)
+            raise DecodeError(load_failure(exc, state.get("format"), size, _head(handle),
+                                           last_libtiff_error())) from None
 
 
-def _decode_open(handle: BinaryIO, min_size: int) -> Image.Image:
+def _decode_open(handle: BinaryIO, min_size: int, state: dict[str, str]) -> Image.Image:
     with Image.open(handle) as image:
+        state["format"] = image.format or ""
         _check_pixels(image)
         if image.format == "JPEG":
             full_size = image.size
@@ -211,15 +220,24 @@ def _all_bytes(handle: BinaryIO) -> bytes:
     return handle.read()
 
 
+#: The most pixels an image may have; larger ones are refused before they are decoded.
+#: Pillow's own guard (which raises only over twice its limit) is set to the same number.
+MAX_PIXELS = 90_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+
+def max_pixels() -> int:
+    """The pixel limit in force (Pillow's setting, so both guards always agree)."""
+    return Image.MAX_IMAGE_PIXELS or 0
+
+
 def _check_pixels(image: Image.Image) -> None:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise DecodeError(f"image has no pixels ({width}x{height})")
-    limit = Image.MAX_IMAGE_PIXELS
+    limit = max_pixels()
     if limit and width * height > limit:
-        raise DecodeError(
-            f"refused: {width}x{height} pixels is over the {limit:,}-pixel safety limit "
-            "(possible decompression bomb)")
+        raise DecodeError(too_large(width * height, limit, (width, height)))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -240,21 +258,10 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image
 
 
-def _sniff(path: Path) -> str:
-    """A few words on what the file looks like, for the error message."""
+def _head(handle: BinaryIO) -> bytes:
+    """The first bytes, to name the format of a file Pillow failed on while opening it."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-    except OSError:
-        return "unreadable"
-    if not head.strip():
-        return "file holds only blank bytes"
-    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head)
-    if printable / len(head) > 0.95:
-        return "looks like text"
-    return f"unknown format, starts with bytes {head[:8].hex(' ')}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
+        handle.seek(0)
+        return handle.read(64)
+    except (OSError, ValueError):
+        return b""

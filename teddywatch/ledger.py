@@ -4,9 +4,11 @@ One row per classified file, appended, flushed and fsynced row by row, so a cras
 the row being written. On open, a torn last row (a crash mid-write) is cut off, and the rows are
 read back so catch-up knows which files (path + size + mtime) are already done.
 
-Cells are made spreadsheet-safe (OWASP CSV injection) by `csvcells`; `read_results` undoes that,
-so every path, however odd, round-trips exactly. Names that are not valid UTF-8 (possible on
-Linux) are kept byte for byte with `surrogateescape`.
+Cells are made spreadsheet-safe (OWASP CSV injection) and always valid UTF-8 by `csvcells`: a
+name that is not valid UTF-8 (possible on Linux) is written escaped (`'%/pics/bad%FF.jpg`).
+`read_results` undoes both, so every path, however odd, round-trips exactly and a file is never
+classified twice. The log is read line by line: a line that is no row (a disk error, an older
+version's raw bytes) is reported once on open, left in the file and skipped.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ log = logging.getLogger(__name__)
 COLUMNS = ("time", "path", "label", "confidence", "status", "detail", "model",
            "size", "mtime_ns", "moved_to")
 ENCODING = "utf-8"
-ERRORS = "surrogateescape"
 
 
 class LedgerError(Exception):
@@ -50,6 +51,7 @@ class ReadBack:
     errors_today: int = 0
     repaired_bytes: int = 0
     skipped_rows: int = 0
+    bad_lines: list["BadLine"] = field(default_factory=list)
 
     def add(self, result: Result) -> None:
         self.rows += 1
@@ -90,7 +92,7 @@ class Ledger:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             readback = read_log(self.path, repair=True)
             fresh = not self.path.exists() or self.path.stat().st_size == 0
-            self._file = open(self.path, "a", encoding=ENCODING, errors=ERRORS, newline="")
+            self._file = open(self.path, "a", encoding=ENCODING, newline="")
         except OSError as exc:
             raise LedgerError(f"{self.path}: cannot open the results log: {exc}") from None
         # The default "\r\n" terminator matters: csv quotes any cell holding \r or \n only
@@ -124,80 +126,196 @@ class Ledger:
 
 # --- reading --------------------------------------------------------------------------------
 
+#: A record longer than this (bytes or lines) is no row teddywatch wrote: its first line is bad.
+MAX_RECORD_BYTES = 64 * 1024
+MAX_RECORD_LINES = 256
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of the log that is no readable row; it stays in the file as it is."""
+
+    number: int  # 1-based physical line number
+    offset: int  # byte offset of its start
+    reason: str
+    counted: bool = False  # read as a row all the same (only its bytes are odd)
+
+
 def read_results(path: Path) -> Iterator[Result]:
-    """Every complete row of the log at `path` as a Result, oldest first (none if no log)."""
+    """Every readable row of the log at `path` as a Result, oldest first (none if no log).
+
+    Bad lines and a torn last row are skipped silently here; `Ledger.open` reports them.
+    """
     if not path.exists():
         return
     with open(path, "rb") as raw:
-        header: list[str] | None = None
-        for row, _, complete in _records(raw):
-            if not complete:
-                return
-            if header is None:
-                header = _check_header(path, row)
-                continue
-            result = _to_result(header, row)
-            if result is not None:
-                yield result
+        for item in _parse(path, raw):
+            if isinstance(item, Result):
+                yield item
 
 
 def read_log(path: Path, *, repair: bool) -> ReadBack:
-    """Parse the log; with `repair`, cut a torn last row off the file."""
+    """Parse the log line by line; with `repair`, cut a torn last row off the file.
+
+    A bad line (bytes a disk error left, a row an older version wrote, a stray quote) is
+    reported once here, left in the file, and skipped; every other row still counts.
+    """
     readback = ReadBack()
     if not path.exists():
         return readback
-    good_end = 0
-    header: list[str] | None = None
+    torn_at: int | None = None
     with open(path, "rb") as raw:
-        for row, end, complete in _records(raw):
-            if not complete:
-                break
-            good_end = end
-            if header is None:
-                header = _check_header(path, row)
-                continue
-            result = _to_result(header, row)
-            if result is None:
-                readback.skipped_rows += 1
-                log.warning("%s: skipping a malformed row ending at byte %d", path, end)
+        for item in _parse(path, raw):
+            if isinstance(item, Result):
+                readback.add(item)
+            elif isinstance(item, BadLine):
+                readback.bad_lines.append(item)
             else:
-                readback.add(result)
-    size = path.stat().st_size
-    if good_end < size:
-        readback.repaired_bytes = size - good_end
+                torn_at = item
+    for bad in readback.bad_lines[:MAX_REPORTED]:
+        log.warning("%s line %d: %s; the line is kept as it is%s", path, bad.number,
+                    bad.reason, " and still counts" if bad.counted else " and skipped")
+    if len(readback.bad_lines) > MAX_REPORTED:
+        log.warning("%s: %d more odd lines kept as they are", path,
+                    len(readback.bad_lines) - MAX_REPORTED)
+    readback.skipped_rows = sum(not bad.counted for bad in readback.bad_lines)
+    if torn_at is not None:
+        readback.repaired_bytes = path.stat().st_size - torn_at
         if repair:
             log.warning("%s: removing a torn last row (%d bytes) left by a crash",
                         path, readback.repaired_bytes)
             with open(path, "r+b") as raw:
-                raw.truncate(good_end)
+                raw.truncate(torn_at)
                 os.fsync(raw.fileno())
     return readback
 
 
-def _records(raw) -> Iterator[tuple[list[str], int, bool]]:
-    """(cells, byte offset after the record, complete?) for each CSV record in a binary file.
+#: How many bad lines are reported one by one on open (the rest in one line).
+MAX_REPORTED = 10
 
-    A record is complete only when its last line ends with a newline: a row cut off mid-write
-    may still parse, with a shortened last cell. Offsets are in bytes so the file can be cut.
+
+@dataclass
+class _Line:
+    number: int
+    offset: int
+    data: bytes
+
+    @property
+    def ended(self) -> bool:
+        return self.data.endswith(b"\n")
+
+
+def _parse(path: Path, raw) -> Iterator[Result | BadLine | int]:
+    """Results and BadLines in file order, then the byte offset of a torn tail (if any).
+
+    Records are CSV (a quoted cell may hold newlines), but the log is read line by line: a
+    record that does not parse into a row makes only its first line bad, and reading goes on
+    at the next line. A record cut off at the end of the file (no final newline: a crash
+    mid-write) is torn, and so are bad lines right before it with no good row after them.
     """
-    state = {"pos": 0, "ended": True}
+    lines = _lines(raw)
+    ahead: deque[_Line] = deque()
+    header: list[str] | None = None
+    tentative: list[BadLine] = []  # bad lines that may yet turn out to be a torn tail
 
-    def lines() -> Iterator[str]:
-        for line in raw:
-            state["pos"] += len(line)
-            state["ended"] = line.endswith(b"\n")
-            yield line.decode(ENCODING, ERRORS)
+    def fill(count: int) -> bool:
+        while len(ahead) < count:
+            line = next(lines, None)
+            if line is None:
+                return False
+            ahead.append(line)
+        return True
 
-    reader = csv.reader(lines(), strict=True)
+    while fill(1):
+        first = ahead[0]
+        outcome, used = _record(ahead, fill)
+        if outcome is _TORN:
+            yield (tentative[0].offset if tentative else first.offset)
+            return
+        if isinstance(outcome, list):
+            if header is None:
+                header = _check_header(path, outcome)
+                for _ in range(used):
+                    ahead.popleft()
+                continue
+            result = _to_result(header, outcome)
+            if result is not None:
+                yield from tentative
+                tentative.clear()
+                raw_bytes = [ahead.popleft() for _ in range(used)]
+                if not _is_utf8(raw_bytes):
+                    yield BadLine(first.number, first.offset, "a name that is not valid UTF-8, "
+                                  "written unescaped by an older teddywatch", counted=True)
+                yield result
+                continue
+            reason = _why_not_a_row(header, outcome)
+        else:
+            reason = outcome
+        ahead.popleft()
+        if not _is_utf8([first]):
+            reason = "not valid UTF-8"
+        bad = BadLine(first.number, first.offset, reason)
+        if outcome is _UNCLOSED and not _ends_with_newline(ahead, first):
+            tentative.append(bad)  # perhaps the start of a torn last row
+        else:
+            yield from tentative
+            tentative.clear()
+            yield bad
+    if tentative:  # the file ends inside a quote: the last row was cut off
+        yield tentative[0].offset
+
+
+_TORN = "torn"
+_UNCLOSED = "a quote that is never closed"
+
+
+def _ends_with_newline(ahead: deque[_Line], first: _Line) -> bool:
+    """Does the file end with a newline? (`ahead` holds every line up to the end by now.)"""
+    return (ahead[-1] if ahead else first).ended
+
+
+def _record(ahead: deque[_Line], fill) -> tuple[list[str] | str, int]:
+    """Parse one record from the lines ahead: (cells, lines used), or (reason, 0) if bad,
+    or (_TORN, n) for a complete-looking record that the end of the file cut off."""
+    used, size = 1, len(ahead[0].data)
     while True:
+        text = [_text(line.data) for line in list(ahead)[:used]]
+        reader = csv.reader(text, strict=True)
         try:
-            row = next(reader)
+            cells = next(reader)
         except StopIteration:
-            return
-        except csv.Error:  # an unterminated quote at the end of the file
-            yield [], state["pos"], False
-            return
-        yield row, state["pos"], state["ended"]
+            return "an empty line", 0
+        except csv.Error as exc:
+            if "unexpected end of data" not in str(exc):
+                return f"not a CSV row ({exc})", 0
+            if used >= MAX_RECORD_LINES or size > MAX_RECORD_BYTES or not fill(used + 1):
+                return _UNCLOSED, 0
+            used += 1
+            size += len(ahead[used - 1].data)
+            continue
+        if not ahead[used - 1].ended:
+            return _TORN, used
+        return cells, used
+
+
+def _is_utf8(lines: list[_Line]) -> bool:
+    try:
+        for line in lines:
+            line.data.decode(ENCODING)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _text(data: bytes) -> str:
+    return data.decode(ENCODING, "surrogateescape")
+
+
+def _lines(raw) -> Iterator[_Line]:
+    offset = 0
+    for number, data in enumerate(raw, 1):
+        yield _Line(number, offset, data)
+        offset += len(data)
 
 
 def _check_header(path: Path, row: list[str]) -> list[str]:
@@ -207,6 +325,14 @@ def _check_header(path: Path, row: list[str]) -> list[str]:
             f"{path}: not a teddywatch results log (its first row lacks "
             f"{', '.join(sorted(missing))}). Move it away or set [log] path to another file.")
     return row
+
+
+def _why_not_a_row(header: list[str], row: list[str]) -> str:
+    if not row:
+        return "an empty line"
+    if len(row) != len(header):
+        return f"{len(row)} cells where a row has {len(header)}"
+    return "a cell that is not what its column holds (time, size or number)"
 
 
 def _to_result(header: list[str], row: list[str]) -> Result | None:

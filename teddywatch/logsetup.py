@@ -18,7 +18,7 @@ def setup_logging(verbose: bool = False, log_dir: Path | None = None) -> Path | 
         root.removeHandler(handler)
     root.setLevel(logging.DEBUG)
 
-    stderr = logging.StreamHandler()
+    stderr = logging.StreamHandler()  # sys.stderr already shows odd bytes as \xff
     stderr.setLevel(logging.DEBUG if verbose else logging.INFO)
     stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose
                                           else "%(message)s"))
@@ -29,7 +29,8 @@ def setup_logging(verbose: bool = False, log_dir: Path | None = None) -> Path | 
     try:
         folder.mkdir(parents=True, exist_ok=True)
         rotating = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=1_000_000, backupCount=3, encoding="utf-8")
+            log_file, maxBytes=1_000_000, backupCount=3, encoding="utf-8",
+            errors="backslashreplace")  # a file name that is not UTF-8 shows as \xff
     except OSError as exc:
         logging.getLogger(__name__).warning("cannot write the log file %s: %s", log_file, exc)
         return None

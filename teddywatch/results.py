@@ -6,6 +6,7 @@ for Predictions), and the sinks consume Results. Nothing here imports any other 
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,14 @@ class FileId:
 
     @classmethod
     def of(cls, path: str | os.PathLike[str]) -> "FileId":
-        st = os.stat(path)
+        """The file `path` names (links followed); a dangling or looping link is itself the file,
+        so it gets a row saying what is wrong with it."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ELOOP) or not os.path.islink(path):
+                raise
+            st = os.lstat(path)
         return cls(str(Path(path).absolute()), st.st_size, st.st_mtime_ns)
 
 

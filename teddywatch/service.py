@@ -23,6 +23,7 @@ from teddywatch.config import Config
 from teddywatch.engines import Engine, load_engine
 from teddywatch.ledger import Ledger
 from teddywatch.results import ERROR, Result, format_confidence
+from teddywatch.runlock import RunLock
 from teddywatch.sinks import Sink
 from teddywatch.watch import JobQueue, Watcher
 from teddywatch.worker import Worker
@@ -68,6 +69,7 @@ class Service:
         self._last_result: Result | None = None
         self._last_error = ""
         self._ledger: Ledger | None = None
+        self._lock_file: RunLock | None = None
         self._sinks: list[Sink] = []
         self._jobs: JobQueue | None = None
         self._worker: Worker | None = None
@@ -91,6 +93,8 @@ class Service:
 
     def _start_parts(self) -> None:
         config = self.config
+        self._lock_file = RunLock(config.log.path)
+        self._lock_file.acquire()  # AlreadyRunning: another service has this log
         self._ledger = Ledger(config.log.path)
         readback = self._ledger.open()
         self._done_today = readback.today
@@ -153,6 +157,9 @@ class Service:
                 log.exception("closing the %s sink failed", sink.name)
         if self._ledger is not None:
             self._ledger.close()
+        if self._lock_file is not None:
+            self._lock_file.release()
+            self._lock_file = None
         if self._engine is not None and self._owns_engine:
             self._engine.close()
             self._engine = None

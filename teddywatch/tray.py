@@ -24,6 +24,7 @@ from teddywatch import autostart, icons, platform_check, resources
 from teddywatch.config import Config
 from teddywatch.gallery import Gallery, GallerySink, recent_results
 from teddywatch.results import ERROR, Result, format_confidence
+from teddywatch.runlock import AlreadyRunning
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,8 @@ class Tray:
             self.service.start()
         except BaseException as exc:  # e.g. a model that cannot load: the CLI reports it
             self.startup_error = exc
+            if isinstance(exc, AlreadyRunning):  # started from a menu: say it on the desktop
+                self._tell("teddywatch", str(exc))
             self.icon.stop()
             return
         log.info("teddywatch is running in the tray (pystray backend: %s)",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from watchdog.events import (DirDeletedEvent, DirMovedEvent, FileAttribEvent, FileClosedEvent,
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileAttribEvent, FileClosedEvent,
                              FileCreatedEvent,
                              FileModifiedEvent, FileMovedEvent, FileSystemEvent,
                              FileSystemEventHandler)
@@ -44,7 +44,7 @@ PARTIAL_SUFFIXES = (".part", ".crdownload", ".tmp", ".partial", ".download", ".o
 RETRY_SECONDS = 2.0
 #: Only these events matter; leaving out opened/closed-no-write keeps our own reads silent.
 EVENT_FILTER = [FileCreatedEvent, FileModifiedEvent, FileAttribEvent, FileClosedEvent,
-                FileMovedEvent, DirMovedEvent, DirDeletedEvent]
+                FileMovedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
 
 
 def is_partial(name: str) -> bool:
@@ -148,6 +148,7 @@ class _Handler(FileSystemEventHandler):
                 self.watcher.request_check()
             return
         if event.is_directory:
+            self._folder_with_an_image_name(event)
             return
         if isinstance(event, FileMovedEvent):
             path = os.fsdecode(event.dest_path)  # moved away (dest empty): nothing to do
@@ -162,6 +163,15 @@ class _Handler(FileSystemEventHandler):
             return
         if path and wanted(path, self.folder.root, self.folder.config):
             self.watcher.note(path, kind, self.folder.closes and kind == _WRITING)
+
+
+    def _folder_with_an_image_name(self, event: FileSystemEvent) -> None:
+        """A folder named like an image where folders are not walked gets its error row."""
+        if self.folder.config.recursive or not isinstance(event, (DirCreatedEvent, DirMovedEvent)):
+            return
+        path = os.fsdecode(event.dest_path if isinstance(event, DirMovedEvent) else event.src_path)
+        if path and wanted(path, self.folder.root, self.folder.config):
+            self.watcher.note(path, _READY, False)
 
 
 _READY, _WRITING, _TOUCHED, _SCANNED = "ready", "writing", "touched", "scanned"
@@ -371,12 +381,14 @@ class Watcher:
         try:
             st = os.stat(path)
         except OSError:
-            return False
-        if not stat.S_ISREG(st.st_mode):
-            return False
+            try:
+                st = os.lstat(path)  # a dangling or looping link: a name to report, at once
+            except OSError:
+                return False  # gone
+            return FileId(path, st.st_size, st.st_mtime_ns)
         file = FileId(path, st.st_size, st.st_mtime_ns)
-        if entry.kind == _READY:
-            return file
+        if entry.kind == _READY or not stat.S_ISREG(st.st_mode):
+            return file  # FIFOs, devices, folders: nothing is written to settle; report now
         current = (st.st_size, st.st_mtime_ns)
         if current != entry.last:
             entry.last, entry.stable_since = current, now
@@ -547,11 +559,15 @@ def _walk(root: str, recursive: bool) -> Iterator[tuple[str, os.stat_result]]:
             continue
         for entry in entries:
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    if recursive and not entry.name.startswith("."):
+                if entry.is_dir(follow_symlinks=False) and recursive:
+                    if not entry.name.startswith("."):
                         stack.append(entry.path)
-                elif entry.is_file():
-                    yield entry.path, entry.stat()
+                    continue
+                try:
+                    st = entry.stat()
+                except OSError:  # a dangling or looping link: reported, not skipped
+                    st = entry.stat(follow_symlinks=False)
+                yield entry.path, st  # not only files: `wanted` names get a row each
             except OSError:
                 continue
 

@@ -81,3 +81,31 @@ def no_leaked_threads():
             break
         time.sleep(0.05)
     assert not leaked, f"threads left running: {[t.name for t in leaked]}"
+
+
+def make_special_files(folder: Path) -> dict[str, str]:
+    """Every kind of name that is not a regular file, and a word its reason must hold."""
+    import socket
+
+    os.mkfifo(folder / "fifo.jpg")
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(folder / "sock.jpg"))
+    except OSError:  # a tmp path too long for AF_UNIX: bind from inside the folder
+        here = os.getcwd()
+        os.chdir(folder)
+        try:
+            sock.bind("sock.jpg")
+        finally:
+            os.chdir(here)
+    sock.close()
+    os.symlink("/dev/zero", folder / "zero.jpg")
+    os.symlink("/dev/urandom", folder / "urandom.jpg")
+    os.symlink(folder / "gone.jpg", folder / "dangling.jpg")
+    os.symlink(folder / "loop_b.jpg", folder / "loop_a.jpg")
+    os.symlink(folder / "loop_a.jpg", folder / "loop_b.jpg")
+    (folder / "elsewhere").mkdir()
+    os.symlink(folder / "elsewhere", folder / "linked_folder.jpg")
+    return {"fifo.jpg": "named pipe", "sock.jpg": "socket", "zero.jpg": "character device",
+            "urandom.jpg": "character device", "dangling.jpg": "missing file",
+            "loop_a.jpg": "loops", "loop_b.jpg": "loops", "linked_folder.jpg": "a folder"}

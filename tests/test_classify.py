@@ -5,13 +5,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
-from conftest import FIXTURES, answer_is_right, expected_label, run_cli
+from conftest import FIXTURES, REPO, answer_is_right, expected_label, make_special_files, run_cli
+from teddywatch.csvcells import restore
 from teddywatch.worker import map_in_order
 
 FIXTURE_FILES = sorted(FIXTURES.glob("*.jpg"))
@@ -50,12 +54,13 @@ def test_table_for_people(user_env: dict[str, str]) -> None:
     assert FIXTURE_FILES[0].name in lines[0]
 
 
-def test_bad_files_are_error_rows_and_exit_0(tmp_path: Path, user_env: dict[str, str]) -> None:
+def test_bad_files_are_error_rows_and_exit_1(tmp_path: Path, user_env: dict[str, str]) -> None:
     shutil.copy(FIXTURE_FILES[0], tmp_path / "=good,one.jpg")
     (tmp_path / "empty.jpg").touch()
     (tmp_path / "notes.png").write_text("not a picture")
     proc = run_cli("classify", str(tmp_path), "--format", "csv", env=user_env)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # some file could not be classified
+    assert "error: 2 of 3 files could not be classified" in proc.stderr
     rows = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(proc.stdout))}
     assert rows["empty.jpg"]["status"] == "error" and "empty" in rows["empty.jpg"]["detail"]
     assert rows["notes.png"]["status"] == "error"
@@ -74,7 +79,7 @@ def test_two_batches_in_flight_keep_the_order(tmp_path: Path, user_env: dict[str
     common = ("classify", str(tmp_path), "--format", "csv", "--batch-size", "4", "-v")
     overlapped = run_cli(*common, env=user_env)
     one_by_one = run_cli(*common, "--threads", "2", env=user_env)
-    assert overlapped.returncode == one_by_one.returncode == 0, overlapped.stderr
+    assert overlapped.returncode == one_by_one.returncode == 1, overlapped.stderr  # the bad one
     assert "2 batch(es) in flight" in overlapped.stderr
     assert "1 batch(es) in flight" in one_by_one.stderr
     rows = list(csv.DictReader(io.StringIO(overlapped.stdout)))
@@ -107,10 +112,49 @@ def test_map_in_order_keeps_order_and_bounds_the_work_in_flight() -> None:
     assert list(map_in_order(work, delays, in_flight=1)) == delays
 
 
-def test_missing_path_is_a_usage_error(user_env: dict[str, str], tmp_path: Path) -> None:
-    proc = run_cli("classify", str(tmp_path / "nope.jpg"), env=user_env)
-    assert proc.returncode == 2
-    assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+def test_a_missing_path_is_an_error_row_and_the_others_are_classified(
+        user_env: dict[str, str], tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jpg"
+    proc = run_cli("classify", str(missing), str(FIXTURE_FILES[0]), "--format", "csv",
+                   env=user_env)
+    assert proc.returncode == 1
+    first, second = csv.DictReader(io.StringIO(proc.stdout))
+    assert (first["path"], first["status"], first["detail"]) == \
+        (str(missing), "error", "no such file or folder")
+    assert second["label"] == expected_label(FIXTURE_FILES[0])
+    assert proc.stderr.splitlines()[-2:] == [
+        "error: 1 of 2 files could not be classified:", f"  {missing}: no such file or folder"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_help_documents_the_exit_codes(user_env: dict[str, str]) -> None:
+    proc = run_cli("classify", "--help", env=user_env)
+    assert proc.returncode == 0
+    codes = proc.stdout.split("exit codes:")[1]
+    assert [line.split()[0] for line in codes.strip().splitlines()] == ["0", "1", "2", "130"]
+
+
+def test_special_files_never_block_and_each_get_one_error_row(
+        tmp_path: Path, user_env: dict[str, str]) -> None:
+    shutil.copy(FIXTURE_FILES[0], tmp_path / "good.jpg")
+    special = make_special_files(tmp_path)
+    # The folder, and a FIFO and a dangling link named on their own: blocking would time out.
+    proc = run_cli("classify", str(tmp_path), str(tmp_path / "fifo.jpg"),
+                   str(tmp_path / "dangling.jpg"), "--format", "csv", env=user_env, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    names = [Path(r["path"]).name for r in rows]
+    assert sorted(names) == sorted([*special, "good.jpg", "fifo.jpg", "dangling.jpg"])
+    for row in rows:
+        name = Path(row["path"]).name
+        if name == "good.jpg":
+            assert row["label"] == expected_label(FIXTURE_FILES[0]), row
+            continue
+        assert row["status"] == "error" and special[name] in row["detail"], row
+        assert "\n" not in row["detail"]
+    assert f"error: {len(special) + 2} of {len(rows)} files could not be classified" in \
+        proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_model_that_cannot_load_exits_2(user_env: dict[str, str], tmp_path: Path) -> None:
@@ -118,3 +162,23 @@ def test_model_that_cannot_load_exits_2(user_env: dict[str, str], tmp_path: Path
                    env=user_env)
     assert proc.returncode == 2
     assert "model file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_name_that_is_not_utf8_in_every_format(tmp_path: Path, user_env: dict[str, str]) -> None:
+    bad = os.fsencode(tmp_path) + b"/bad\xff\xfename.jpg"
+    with open(bad, "wb") as out:
+        out.write(FIXTURE_FILES[0].read_bytes())
+    name = os.fsdecode(bad)
+    for fmt in ("table", "csv", "json"):
+        proc = subprocess.run([sys.executable, "-m", "teddywatch", "classify", str(tmp_path),
+                               "--format", fmt], capture_output=True, env=user_env, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        text = proc.stdout.decode("utf-8")  # strict: valid UTF-8 whatever the names
+        assert b"Traceback" not in proc.stderr
+        if fmt == "table":
+            assert "bad\\xff\\xfename.jpg" in text and text.startswith(expected_label(FIXTURE_FILES[0]))
+        elif fmt == "csv":
+            (row,) = csv.DictReader(io.StringIO(text))
+            assert restore(row["path"]) == name  # the same escaping as the results log
+        else:
+            assert json.loads(text)["path"] == name

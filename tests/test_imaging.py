@@ -86,7 +86,7 @@ def test_random_bytes_named_png(tmp_path: Path) -> None:
 def test_decompression_bomb_is_refused_without_allocating(tmp_path: Path) -> None:
     bomb = bomb_png(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 1_000_000
-    assert_one_line_error(bomb, "refused")
+    assert_one_line_error(bomb, "image too large: 1,600 Mpx over the 90 Mpx limit")
 
 
 def test_image_just_over_the_pixel_limit_is_refused(tmp_path: Path,
@@ -94,7 +94,7 @@ def test_image_just_over_the_pixel_limit_is_refused(tmp_path: Path,
     # Between 1x and 2x the limit Pillow only warns; teddywatch still refuses.
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
     big = save(photo((300, 200)), tmp_path / "big.png", "PNG")
-    assert_one_line_error(big, "safety limit")
+    assert_one_line_error(big, "image too large: 300×200 = 0.06 Mpx over the 0.05 Mpx limit")
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -302,3 +302,81 @@ def test_pillow_can_still_read_from_bytes_after_a_failure(tmp_path: Path) -> Non
     photo().save(buffer, "PNG")
     buffer.seek(0)
     assert Image.open(buffer).size == (320, 240)
+
+
+# --- one reason per failure, in words; library chatter goes to the log file -----------------
+
+def _encoded(fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    photo((300, 200)).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _flip_middle(data: bytes) -> bytes:
+    mid = len(data) // 2
+    return data[:mid] + bytes(255 - b for b in data[mid:mid + 64]) + data[mid + 64:]
+
+
+def _dds_unimplemented() -> bytes:
+    header = struct.pack("<7I", 124, 0x1 | 0x2 | 0x4 | 0x1000, 64, 64, 0, 0, 0) + b"\0" * 44
+    pixel_format = struct.pack("<2I", 32, 0x4) + b"XYZW" + b"\0" * 20
+    return b"DDS " + header + pixel_format + struct.pack("<4I", 0x1000, 0, 0, 0) + b"\0" * 4100
+
+
+HOSTILE = {
+    "trunc.png": (lambda: _encoded("PNG")[:600], "PNG truncated after"),
+    "flip.png": (lambda: _flip_middle(_encoded("PNG")), "PNG"),
+    "header.png": (lambda: (lambda d: d[:40] + b"\xff" * 40 + d[80:])(_encoded("PNG")),
+                   "corrupt PNG: broken PNG file"),
+    "trunc.jpg": (lambda: _encoded("JPEG")[:3000], "JPEG truncated after"),
+    "flip.jpg": (lambda: _flip_middle(_encoded("JPEG")), "corrupt JPEG:"),
+    "trunc.gif": (lambda: _encoded("GIF")[:2000], "GIF truncated after"),
+    "trunc.bmp": (lambda: _encoded("BMP")[:9000], "BMP truncated after"),
+    "flip.tif": (lambda: _flip_middle(_encoded("TIFF", compression="tiff_deflate")),
+                 "corrupt TIFF: ZIPDecode: Decoding error"),
+    "trunc.tif": (lambda: _encoded("TIFF", compression="tiff_lzw")[:15000], "corrupt TIFF:"),
+    "trunc.webp": (lambda: _encoded("WEBP")[:40], "corrupt WEBP:"),
+    "odd.dds": (_dds_unimplemented, "DDS variant not supported: Unimplemented pixel format"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_every_decoder_failure_is_one_line_naming_format_and_problem(tmp_path: Path,
+                                                                      name: str) -> None:
+    make, words = HOSTILE[name]
+    path = tmp_path / name
+    path.write_bytes(make())
+    message = assert_one_line_error(path, words)
+    assert "decoder error -2" not in message or "Decoding error" in message
+
+
+def test_one_pixel_limit_quoted_the_same_below_and_above_twice_the_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50_000)
+    ours = save(photo((300, 200)), tmp_path / "a.png", "PNG")       # 1.2x: teddywatch refuses
+    pillows = save(photo((400, 300)), tmp_path / "b.png", "PNG")    # 2.4x: Pillow refuses
+    assert_one_line_error(ours, "image too large: 300×200 = 0.06 Mpx over the 0.05 Mpx limit")
+    assert_one_line_error(pillows, "image too large: 0.12 Mpx over the 0.05 Mpx limit")
+    assert imaging.max_pixels() == 50_000
+
+
+def test_library_warnings_go_to_the_log_file_with_the_file_name(
+        tmp_path: Path, user_env: dict[str, str]) -> None:
+    from conftest import run_cli
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("flip.tif", "odd.dds", "trunc.tif"):
+        (folder / (name + ".jpg")).write_bytes(HOSTILE[name][0]())  # named .jpg: bytes decide
+    proc = run_cli("classify", str(folder), env=user_env)
+    assert proc.returncode == 1
+    # stderr holds only the closing report: one line per file, no library chatter
+    lines = proc.stderr.splitlines()
+    assert lines[0] == "error: 3 of 3 files could not be classified:", proc.stderr
+    assert len(lines) == 4 and all(line.startswith("  ") for line in lines[1:]), proc.stderr
+    assert "DDS variant not supported" in proc.stdout
+    assert len(proc.stdout.splitlines()) == 3
+    (log_file,) = Path(user_env["HOME"]).rglob("teddywatch.log")
+    logged = log_file.read_text(encoding="utf-8")
+    assert f"{folder / 'flip.tif.jpg'}: libtiff error: ZIPDecode: Decoding error" in logged
+    assert f"{folder / 'trunc.tif.jpg'}: UserWarning: Corrupt EXIF data" in logged

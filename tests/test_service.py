@@ -70,8 +70,8 @@ def wait_rows(log_path: Path, count: int, timeout: float = 60.0,
 
 
 def assert_well_formed(log_path: Path) -> None:
-    """No ragged rows, and every file (path+size+mtime) in the log exactly once."""
-    with open(log_path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+    """Valid UTF-8, no ragged rows, and every file (path+size+mtime) in the log exactly once."""
+    with open(log_path, encoding="utf-8", newline="") as f:  # strict: odd names are escaped
         table = list(csv.reader(f))
     assert table[0] == list(COLUMNS)
     assert all(len(row) == len(COLUMNS) for row in table), "ragged row"
@@ -366,6 +366,100 @@ def test_bad_input_gives_error_rows_and_odd_names_round_trip(tmp_path: Path, eng
     assert wait_rows(log_path, len(got) + 1)[-1].label == "black"
     assert_well_formed(log_path)
     assert service.status().errors_today == len(bad)
+
+
+def test_a_name_that_is_not_utf8_is_logged_once_and_not_again_after_a_restart(
+        tmp_path: Path, engine, services) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    log_path = tmp_path / "data" / "results.csv"
+    config = config_for(tmp_path)
+    service = services(config, engine)
+    bad = os.fsencode(inbox) + b"/bad\xff\xfename.jpg"
+    with open(bad, "wb") as out:
+        out.write((FIXTURES / "teddy_1.jpg").read_bytes())
+    (row,) = wait_rows(log_path, 1)
+    assert row.path == os.fsdecode(bad) and row.label == "teddy"
+    service.stop()
+    assert b"'%" + os.fsencode(inbox) + b"/bad%FF%FEname.jpg" in log_path.read_bytes()
+
+    again = services(config, engine)
+    assert again._watcher.scan() == 0  # a scan sees the file again: the log already has it
+    drop(FIXTURES / "black_2.jpg", inbox / "after.jpg")
+    assert wait_rows(log_path, 2)[-1].label == "black"
+    again.stop()
+    assert [Path(r.path).name for r in rows(log_path)] == [Path(row.path).name, "after.jpg"]
+    assert_well_formed(log_path)
+
+
+def test_special_files_get_one_error_row_each_and_are_never_moved(
+        tmp_path: Path, engine, services) -> None:
+    from conftest import make_special_files
+
+    inbox, before, dest = tmp_path / "inbox", tmp_path / "inbox" / "before", tmp_path / "sorted"
+    before.mkdir(parents=True)
+    early = make_special_files(before)  # found by the catch-up scan
+    log_path = tmp_path / "data" / "results.csv"
+    config = config_for(tmp_path, watch=(WatchConfig(path=inbox, recursive=True),),
+                        sort=SortConfig(enabled=True, destination=dest))
+    service = services(config, engine)
+    flat = tmp_path / "flat"  # not recursive: a folder named like an image is reported
+    flat.mkdir()
+    (flat / "folder.jpg").mkdir()
+    after = inbox / "after"
+    after.mkdir()
+    late = make_special_files(after)  # found by watchdog's events
+    drop(FIXTURES / "teddy_1.jpg", after / "good.jpg")
+    got = wait_rows(log_path, len(early) + len(late) + 1)
+    for row in got:
+        where, name = Path(row.path).parent, Path(row.path).name
+        if name == "good.jpg":
+            assert row.label == "teddy"
+            continue
+        expected = (early if where == before else late)[name]
+        assert row.status == ERROR and expected in row.detail and row.moved_to == "", row
+        assert os.path.lexists(row.path)  # never moved, never deleted
+    assert service.status().state == WATCHING
+    assert_well_formed(log_path)
+    service.stop()
+
+    flat_config = config_for(tmp_path, watch=(WatchConfig(path=flat),))
+    services(flat_config, engine)
+    (flat / "moved_in").mkdir()
+    os.rename(flat / "moved_in", flat / "moved.jpg")
+    rows_now = wait_rows(log_path, len(got) + 2)
+    tail = {Path(r.path).name: r.detail for r in rows_now[len(got):]}
+    assert tail == {"folder.jpg": "a folder, not an image file",
+                    "moved.jpg": "a folder, not an image file"}
+
+
+def test_one_service_per_log_and_a_crashed_ones_lock_is_taken_over(
+        tmp_path: Path, headless, user_env) -> None:
+    from conftest import run_cli
+
+    (tmp_path / "inbox").mkdir()
+    config = write_toml(tmp_path)
+    log_path = tmp_path / "data" / "results.csv"
+    first = headless(config)
+    second = subprocess.run(
+        [sys.executable, "-m", "teddywatch", "run", "--headless", "--config", str(config)],
+        capture_output=True, text=True, env=user_env, cwd=REPO, timeout=120)
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines()[-1].startswith(
+        f"error: teddywatch is already running (pid {first.proc.pid}) with the results log ")
+    assert "Traceback" not in second.stderr
+    # classify never writes the log: it needs no lock and runs alongside
+    assert run_cli("classify", str(FIXTURES / "teddy_1.jpg"), env=user_env).returncode == 0
+
+    first.kill()  # a crash: the lock file stays, with first's pid in it
+    assert (tmp_path / "data" / "results.csv.lock").read_text().strip() == str(first.proc.pid)
+    third = headless(config)  # takes the stale lock over
+    drop(FIXTURES / "black_1.jpg", tmp_path / "inbox" / "after_crash.jpg")
+    (row,) = wait_rows(log_path, 1, proc=third.proc)
+    assert row.label == "black"
+    assert (tmp_path / "data" / "results.csv.lock").read_text().strip() == str(third.proc.pid)
+    assert third.stop() == 0
+    assert len(rows(log_path)) == 1
 
 
 # --- sorting --------------------------------------------------------------------------------

@@ -314,6 +314,21 @@ def test_a_backend_without_a_menu_is_reported_once_and_the_tray_keeps_working(
     assert len(notes) == 1 and "has no menu" in notes[0][1]
 
 
+def test_a_second_service_on_the_same_log_is_told_on_the_desktop(desktop, config) -> None:
+    from teddywatch.runlock import AlreadyRunning, RunLock
+
+    held = RunLock(config.log.path)  # this process plays the service already running
+    held.acquire()
+    notes: list[tuple[str, str]] = []
+    tray = make_tray(config, notify=lambda title, body: notes.append((title, body)))
+    try:
+        with pytest.raises(AlreadyRunning):
+            tray.run()
+    finally:
+        held.release()
+    assert len(notes) == 1 and f"already running (pid {os.getpid()})" in notes[0][1]
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 RUNNER = """

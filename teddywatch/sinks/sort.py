@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import shutil
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -48,6 +49,8 @@ class Sorter:
 
     def plan(self, result: Result) -> Result:
         """Choose where the file goes; no destination when it changed since it was read."""
+        if not _is_regular(result.path):
+            return result  # a FIFO, device, folder or broken link: its error row says so
         if not _unchanged(result):
             log.info("not sorting %s: it changed or went away after it was classified",
                      result.path)
@@ -143,7 +146,16 @@ def _unchanged(result: Result) -> bool:
         st = os.stat(result.path)
     except OSError:
         return False
-    return (st.st_size, st.st_mtime_ns) == (result.size, result.mtime_ns)
+    return stat.S_ISREG(st.st_mode) and (st.st_size, st.st_mtime_ns) == (result.size,
+                                                                          result.mtime_ns)
+
+
+def _is_regular(path: str) -> bool:
+    """Only regular files are moved or copied (copying /dev/zero or a FIFO never ends)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _refuse_watched(folder: Path, watches: Sequence[WatchConfig]) -> None:
