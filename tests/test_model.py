@@ -205,7 +205,7 @@ def test_missing_fastai_extra_is_explained(tmp_path: Path, monkeypatch) -> None:
     pkl = tmp_path / "export.pkl"
     pkl.write_bytes(b"not loaded")
     monkeypatch.setitem(sys.modules, "fastai.learner", None)
-    with pytest.raises(ModelError, match=r"pip install 'teddywatch\[fastai\]'"):
+    with pytest.raises(ModelError, match=r"-m pip install -e '.*\[fastai\]'"):
         FastaiEngine(pkl)
 
 

@@ -36,6 +36,7 @@ class HeadConfig:
     lwf: float = 1.0          # weight of the distillation term on non-bear pictures
     l2sp: float = 1e-3        # weight of ||W - W0||^2
     kd_temperature: float = 2.0
+    other_weight: float = 1.0  # weight of non-bear pictures in the cross-entropy
     batch_size: int = 64
     seed: int = 0
 
@@ -69,7 +70,9 @@ class LwfLoss(nn.Module):
     def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n = self.head[0].classifier.out_features
         grouped, logits, teacher = out[:, :4], out[:, 4:4 + n], out[:, 4 + n:]
-        loss = F.cross_entropy(grouped, y)
+        weight = torch.ones(grouped.shape[1])
+        weight[self.other] = self.cfg.other_weight
+        loss = F.cross_entropy(grouped, y, weight=weight)
         neg = y == self.other
         if self.cfg.lwf and neg.any():
             t = self.cfg.kd_temperature
