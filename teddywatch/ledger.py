@@ -1,7 +1,7 @@
 """The CSV results log: the service's one record of what is done.
 
-One row per classified file, appended, flushed and fsynced row by row, so a crash loses at most
-the row being written. On open, a torn last row (a crash mid-write) is cut off, and the rows are
+One row per classified file, appended and fsynced row by row (`appendlog`), so a crash loses at
+most the row being written, and a full or read-only disk leaves no part of a row behind. On open, a torn last row (a crash mid-write) is cut off, and the rows are
 read back so catch-up knows which files (path + size + mtime) are already done.
 
 Cells are made spreadsheet-safe (OWASP CSV injection) and always valid UTF-8 by `csvcells`: a
@@ -14,16 +14,19 @@ version's raw bytes) is reported once on open, left in the file and skipped.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+from teddywatch.appendlog import AppendFile
 from teddywatch.csvcells import restore, spreadsheet_safe
 from teddywatch.results import ERROR, FileId, Result
+from teddywatch.sinks import SinkUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,57 +74,66 @@ def to_row(result: Result) -> list[str]:
     return [spreadsheet_safe(v) for v in values]
 
 
+class LogUnwritable(LedgerError, SinkUnavailable):
+    """A row cannot be written right now (disk full, read-only, drive gone); nothing of it is in
+    the file, and the same row may be appended again later. The message is one line."""
+
+
+def encode_row(row: list[str]) -> bytes:
+    # The default "\r\n" terminator matters: csv quotes any cell holding \r or \n only
+    # when they are part of the terminator, and a bare \r in a name must be quoted.
+    text = io.StringIO()
+    csv.writer(text).writerow(row)
+    return text.getvalue().encode(ENCODING)  # csvcells made every cell valid UTF-8
+
+
 class Ledger:
     """Owns the open results log. Only the worker thread appends; `open` runs before it starts.
 
     It is also the first sink: `handle` appends, and it is `required`, so a file whose row could
-    not be written is neither sorted nor announced (the next start's catch-up retries it).
+    not be written is neither sorted nor announced. When the disk is full, read-only or gone,
+    `append` raises LogUnwritable (a SinkUnavailable) with none of the row in the file: the
+    worker holds the result and tries again. `wrap` wraps the AppendFile (tests inject faults).
     """
 
     name = "results log"
     required = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, wrap: Callable[[AppendFile], AppendFile] | None = None) -> None:
         self.path = path
-        self._file = None
-        self._writer = None
+        self._wrap = wrap
+        self._file: AppendFile | None = None
 
     def open(self) -> ReadBack:
         """Create or repair the log, read back its rows, and get ready to append."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             readback = read_log(self.path, repair=True)
-            fresh = not self.path.exists() or self.path.stat().st_size == 0
-            self._file = open(self.path, "a", encoding=ENCODING, newline="")
+            file = AppendFile(self.path, header=encode_row([*COLUMNS]))
+            file.open()
         except OSError as exc:
             raise LedgerError(f"{self.path}: cannot open the results log: {exc}") from None
-        # The default "\r\n" terminator matters: csv quotes any cell holding \r or \n only
-        # when they are part of the terminator, and a bare \r in a name must be quoted.
-        self._writer = csv.writer(self._file)
-        if fresh:
-            self._write([*COLUMNS])
+        self._file = self._wrap(file) if self._wrap is not None else file
         return readback
 
     def append(self, result: Result) -> None:
-        """Write one row and make it durable before returning."""
-        if self._writer is None:
+        """Write one row and make it durable before returning, or raise LogUnwritable."""
+        if self._file is None:
             raise LedgerError(f"{self.path}: the results log is not open")
-        self._write(to_row(result))
+        try:
+            self._file.append(encode_row(to_row(result)))
+        except OSError as exc:
+            raise LogUnwritable(f"cannot write the results log {self.path}: "
+                                f"{exc.strerror or exc}") from exc
 
     def handle(self, result: Result) -> Result:
         self.append(result)
         return result
 
-    def _write(self, row: list[str]) -> None:
-        assert self._file is not None and self._writer is not None
-        self._writer.writerow(row)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-        self._file = self._writer = None
+        self._file = None
 
 
 # --- reading --------------------------------------------------------------------------------

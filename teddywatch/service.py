@@ -47,6 +47,9 @@ class StatusSnapshot:
     folders_watched: int
     folders_missing: tuple[str, ...]    # configured folders not available right now
     overflows: int                      # times the queue was full (scans catch up later)
+    # Why results are held and no new file is taken (the results log cannot be written); ""
+    # while they flow. It clears itself once the held results are written.
+    log_unwritable: str = ""
 
 
 Event = Union[Result, StatusSnapshot]
@@ -55,9 +58,14 @@ Subscriber = Callable[[Event], None]
 
 class Service:
     def __init__(self, config: Config, *, engine: Engine | None = None,
-                 notify_send: Callable[[str, str], None] | None = None) -> None:
-        """`engine` and `notify_send` replace the configured model and plyer (for tests)."""
+                 notify_send: Callable[[str, str], None] | None = None,
+                 retry_max: float = 30.0, wrap_log_file: Callable | None = None) -> None:
+        """`engine` and `notify_send` replace the configured model and plyer (for tests);
+        `retry_max` caps the wait between tries to write a results log that could not be
+        written; `wrap_log_file` wraps the ledger's AppendFile (tests inject disk faults)."""
         self.config = config
+        self._retry_max = retry_max
+        self._wrap_log_file = wrap_log_file
         self._engine = engine
         self._owns_engine = engine is None
         self._notify_send = notify_send
@@ -95,7 +103,7 @@ class Service:
         config = self.config
         self._lock_file = RunLock(config.log.path)
         self._lock_file.acquire()  # AlreadyRunning: another service has this log
-        self._ledger = Ledger(config.log.path)
+        self._ledger = Ledger(config.log.path, wrap=self._wrap_log_file)
         readback = self._ledger.open()
         self._done_today = readback.today
         self._errors_today = readback.errors_today
@@ -108,7 +116,9 @@ class Service:
         threshold = config.model.unsure_threshold
         self._worker = Worker(self._engine, self._jobs, self._sinks,
                               self._engine.default_threshold if threshold is None else threshold,
-                              config.model.batch_size, on_result=self._on_result)
+                              config.model.batch_size, on_result=self._on_result,
+                              on_blocked=self._on_log_blocked,
+                              on_unblocked=self._on_log_unblocked, retry_max=self._retry_max)
         self._worker.start()
         self._watcher = Watcher(config.watch, self._jobs,
                                 settle_seconds=config.service.settle_seconds,
@@ -193,7 +203,8 @@ class Service:
                 last_error=self._last_error or _missing_text(watcher),
                 folders_watched=watcher.watching if watcher else 0,
                 folders_missing=watcher.missing if watcher else (),
-                overflows=watcher.overflows if watcher else 0)
+                overflows=watcher.overflows if watcher else 0,
+                log_unwritable=self._worker.blocked if self._worker is not None else "")
 
     def _queue_length(self) -> int:
         waiting = len(self._jobs) if self._jobs is not None else 0
@@ -225,6 +236,36 @@ class Service:
         log.info("%s %s %s%s", result.label, format_confidence(result.confidence), result.path,
                  f" ({result.detail})" if result.detail else "")
         self._publish(result)
+
+    def _on_log_blocked(self, reason: str) -> None:
+        """Worker thread: the results log cannot be written. One log line, one notification."""
+        log.error("%s; holding the results, taking no new files and retrying until it can be "
+                  "written", reason)
+        self._tell("teddywatch: results paused", f"{reason}. Results are kept and written once "
+                   "there is room again; new files wait.")
+        self._publish_status()
+
+    def _on_log_unblocked(self, count: int) -> None:
+        log.info("the results log can be written again: wrote the %d held result%s",
+                 count, "" if count == 1 else "s")
+        self._publish_status()
+        if self._watcher is not None:
+            self._watcher.request_scan()  # files the full queue turned away meanwhile
+
+    def _tell(self, title: str, body: str) -> None:
+        """A notification on its own short thread: a hanging D-Bus call must not stop the
+        worker. Without a desktop the log line already said it."""
+        send = self._notify_send
+        if send is None:
+            from teddywatch.sinks.notify import plyer_send as send
+
+        def run() -> None:
+            try:
+                send(title, body)
+            except Exception as exc:
+                log.info("no desktop notification (%s)", exc)
+
+        threading.Thread(target=run, name="teddywatch-tell", daemon=True).start()
 
     def _roll_day(self) -> None:
         today = date.today()

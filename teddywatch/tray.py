@@ -61,7 +61,10 @@ def icon_state(status: Any) -> str:
 
     The service's `last_error` is sticky for the run, so it is not what "error" means here: the
     icon shows error while a watched folder is missing or when the latest file failed, and goes
-    back to normal with the next good file."""
+    back to normal with the next good file. A results log that cannot be written (held results)
+    is an error until they are written."""
+    if getattr(status, "log_unwritable", ""):
+        return icons.ERROR
     if status.state == "paused":
         return icons.PAUSED
     last = status.last_result
@@ -75,6 +78,8 @@ def title_text(status: Any) -> str:
     state = icon_state(status)
     if state == icons.WORKING:
         head = f"{status.queue_length} in queue"
+    elif state == icons.ERROR and getattr(status, "log_unwritable", ""):
+        head = f"error: {status.log_unwritable}; {status.queue_length} files waiting"
     elif state == icons.ERROR:
         head = "error: " + (f"folder missing: {', '.join(status.folders_missing)}"
                             if status.folders_missing else

@@ -19,6 +19,7 @@ from PIL import Image
 from teddywatch.engines import Engine
 from teddywatch.imaging import DecodeError, decode_all
 from teddywatch.results import Job, Result, status_for
+from teddywatch.sinks import SinkUnavailable
 
 if TYPE_CHECKING:  # only for the Worker's annotations; classify_batch needs neither
     from teddywatch.sinks import Sink
@@ -123,16 +124,29 @@ class Worker:
     memory, and a single dropped file is not delayed. `stop()`
     lets the batches in hand finish, rows written, and leaves queued Jobs for the next start's
     catch-up. `on_result` is called with each final Result (the service's hook).
+
+    When a sink raises SinkUnavailable (the results log on a full disk), the worker holds that
+    Result and every one after it, in order, takes no new Jobs (they wait in the bounded queue),
+    and hands the held ones over again, from that sink on, after 1, 2, 4 ... up to
+    `retry_max` seconds. `on_blocked(reason)` is called once when it starts holding and
+    `on_unblocked(count)` once it could hand them all over. Stopped while holding, it makes one
+    last try, then logs how many it could not write: their files have no row, so the next
+    start's catch-up classifies them again.
     """
 
     def __init__(self, engine: Engine, jobs: "JobQueue", sinks: Sequence["Sink"],
                  threshold: float, batch_size: int = 16,
-                 on_result: Callable[[Result], None] = lambda result: None) -> None:
+                 on_result: Callable[[Result], None] = lambda result: None,
+                 on_blocked: Callable[[str], None] = lambda reason: None,
+                 on_unblocked: Callable[[int], None] = lambda count: None,
+                 retry_first: float = 1.0, retry_max: float = 30.0) -> None:
         self.engine = engine
         self.jobs = jobs
         self.sinks = list(sinks)
         self.threshold = threshold
         self.on_result = on_result
+        self.on_blocked = on_blocked
+        self.on_unblocked = on_unblocked
         self.in_flight = 2 if getattr(engine, "concurrent_predict", False) else 1
         # Two half batches hold the same images (and model memory) as one whole batch.
         self.batch_size = max(1, batch_size // self.in_flight)
@@ -141,6 +155,13 @@ class Worker:
         self._running.set()
         self._thread = threading.Thread(target=self._run, name="teddywatch-worker", daemon=True)
         self.in_hand = 0  # Jobs taken but not yet through the sinks (for status)
+        # Results a sink could not take yet, each with the index of the sink to resume at.
+        self._held: deque[tuple[Result, int]] = deque()
+        self.blocked = ""  # why results are held; "" when they flow
+        self._retry_first, self._retry_max = retry_first, retry_max
+        self._retry_delay = retry_first
+        self._next_retry = 0.0
+        self._held_since_block = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -170,18 +191,34 @@ class Worker:
                 if self.in_flight > 1 else None)
         pending: deque[tuple[Sequence[Job], Future[list[Result]]]] = deque()
         try:
-            while pending or not self._stop.is_set():
-                batch = self._take(waiting=bool(pending)) if len(pending) < self.in_flight else []
-                if batch:
-                    pending.append((batch, _start(pool, self._classify, batch)))
-                elif pending:  # the oldest batch's rows go out first, whatever finishes first
-                    self._deliver(pending.popleft()[1].result())
-                elif self.paused and not self._stop.is_set():
-                    self._running.wait(0.5)
-                self.in_hand = sum(len(jobs) for jobs, _ in pending)
+            while pending or self._held or not self._stop.is_set():
+                if self._held:
+                    self._while_held(pending)
+                else:
+                    batch = (self._take(waiting=bool(pending))
+                             if len(pending) < self.in_flight else [])
+                    if batch:
+                        pending.append((batch, _start(pool, self._classify, batch)))
+                    elif pending:  # the oldest batch's rows go out first, whatever finishes first
+                        self._deliver(pending.popleft()[1].result())
+                    elif self.paused and not self._stop.is_set():
+                        self._running.wait(0.5)
+                self.in_hand = sum(len(jobs) for jobs, _ in pending) + len(self._held)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
+
+    def _while_held(self, pending: deque) -> None:
+        """Blocked: the batches in hand join the held results; retry on schedule, or at stop."""
+        if pending:
+            self._held.extend((result, 0) for result in pending.popleft()[1].result())
+        elif self._stop.is_set():
+            if not self._flush_held():
+                self._abandon_held()
+        elif time.monotonic() >= self._next_retry:
+            self._flush_held()
+        else:
+            self._stop.wait(min(0.5, self._next_retry - time.monotonic()))
 
     def _take(self, waiting: bool) -> list[Job]:
         """The next batch, or none when stopping or paused; no waiting while a batch runs."""
@@ -202,13 +239,63 @@ class Worker:
                             0.0) for job in batch]
 
     def _deliver(self, results: Sequence[Result]) -> None:
-        for result in results:
-            self._through_sinks(result)
+        self._held.extend((result, 0) for result in results)
+        self._flush_held()
 
-    def _through_sinks(self, result: Result) -> None:
-        for sink in self.sinks:
+    def _flush_held(self) -> bool:
+        """Hand the held results over in order; False (and still held) if a sink is unavailable."""
+        written = 0
+        while self._held:
+            result, first = self._held[0]
+            stuck = self._through_sinks(result, first)
+            if stuck is not None:
+                result, index, reason = stuck
+                self._held[0] = (result, index)
+                self._block(reason, written)
+                return False
+            self._held.popleft()
+            written += 1
+        if self.blocked:
+            count = self._held_since_block + written
+            self.blocked, self._held_since_block = "", 0
+            self._retry_delay = self._retry_first
+            try:
+                self.on_unblocked(count)
+            except Exception:
+                log.exception("a status subscriber failed")
+        return True
+
+    def _block(self, reason: str, written: int) -> None:
+        """Note the first failure of an episode once; schedule the next try with backoff."""
+        if self.blocked:
+            self._held_since_block += written  # written since the episode began
+        if not self.blocked:
+            self.blocked = reason
+            self._retry_delay = self._retry_first
+            try:
+                self.on_blocked(reason)
+            except Exception:
+                log.exception("a status subscriber failed")
+        else:
+            self._retry_delay = min(self._retry_delay * 2, self._retry_max)
+        self._next_retry = time.monotonic() + self._retry_delay
+
+    def _abandon_held(self) -> None:
+        log.warning("stopping with %d result%s not written (%s); those files have no row, so the "
+                    "next start classifies them again", len(self._held),
+                    "" if len(self._held) == 1 else "s", self.blocked)
+        self._held.clear()
+
+    def _through_sinks(self, result: Result,
+                       first: int = 0) -> tuple[Result, int, str] | None:
+        """Through the sinks from index `first`; (result so far, sink index, why) if one is
+        unavailable, None when done."""
+        for index in range(first, len(self.sinks)):
+            sink = self.sinks[index]
             try:
                 result = sink.handle(result)
+            except SinkUnavailable as exc:
+                return result, index, str(exc)
             except Exception:
                 log.exception("the %s sink failed on %s", sink.name, result.path)
                 if sink.required:
@@ -217,6 +304,7 @@ class Worker:
             self.on_result(result)
         except Exception:
             log.exception("a result subscriber failed")
+        return None
 
 
 def _start(pool: ThreadPoolExecutor | None, work: Callable[[Sequence[Job]], list[Result]],
