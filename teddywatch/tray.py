@@ -23,8 +23,9 @@ from typing import Any, Callable, Protocol, Sequence
 from teddywatch import autostart, icons, platform_check, resources
 from teddywatch.config import Config
 from teddywatch.gallery import Gallery, GallerySink, recent_results
-from teddywatch.results import ERROR, Result, format_confidence
+from teddywatch.results import Result
 from teddywatch.runlock import AlreadyRunning
+from teddywatch.trayview import icon_state, last_text, result_text, title_text  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -54,58 +55,6 @@ def open_path(path: str | os.PathLike[str]) -> None:
                      stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-# --- reading the service's status ------------------------------------------------------------
-
-def icon_state(status: Any) -> str:
-    """idle, working, paused or error, from a service StatusSnapshot.
-
-    The service's `last_error` is sticky for the run, so it is not what "error" means here: the
-    icon shows error while a watched folder is missing or when the latest file failed, and goes
-    back to normal with the next good file. A results log that cannot be written (held results)
-    is an error until they are written."""
-    if getattr(status, "log_unwritable", ""):
-        return icons.ERROR
-    if status.state == "paused":
-        return icons.PAUSED
-    last = status.last_result
-    if status.folders_missing or (last is not None and last.status == ERROR):
-        return icons.ERROR
-    return icons.WORKING if status.queue_length else icons.IDLE
-
-
-def title_text(status: Any) -> str:
-    """The tooltip and the menu's status line: 'teddywatch: 3 in queue, 128 today'."""
-    state = icon_state(status)
-    if state == icons.WORKING:
-        head = f"{status.queue_length} in queue"
-    elif state == icons.ERROR and getattr(status, "log_unwritable", ""):
-        head = f"error: {status.log_unwritable}; {status.queue_length} files waiting"
-    elif state == icons.ERROR:
-        head = "error: " + (f"folder missing: {', '.join(status.folders_missing)}"
-                            if status.folders_missing else
-                            f"could not classify {os.path.basename(status.last_result.path)}")
-    elif status.state in ("starting", "stopping", "stopped"):
-        head = status.state
-    else:
-        head = state
-    return f"teddywatch: {head}, {status.done_today} today"
-
-
-def result_text(result: Result) -> str:
-    """'teddy 99.7% - IMG_0042.jpg': a recent result, with format_confidence's figure so the
-    menu says what the notification and the gallery say (an error shows no percentage)."""
-    name = os.path.basename(result.moved_to or result.path)
-    if result.status == ERROR:
-        return f"error - {name}"
-    unsure = "?" if result.status == "unsure" else ""
-    return f"{result.label}{unsure} {format_confidence(result.confidence)} - {name}"
-
-
-def last_text(recent: Sequence[Result]) -> str:
-    """The menu's last-result line, newest first in `recent`."""
-    return f"Last: {result_text(recent[0])}" if recent else "Last: nothing yet"
-
-
 # --- the tray --------------------------------------------------------------------------------
 
 class Tray:
@@ -128,6 +77,7 @@ class Tray:
         self._gallery_sink = GallerySink(gallery) if gallery is not None else None
         self.recent: deque[Result] = deque(reversed(recent[-RECENT:]), maxlen=RECENT)
         self.startup_error: BaseException | None = None
+        self.session_ended = ""  # why the desktop session went away, once it has
         self._problems = list(problems)
         self._notices = list(notices)  # said as a notification before the service starts
         self._state = icons.IDLE
@@ -144,8 +94,14 @@ class Tray:
 
         Re-raises an error the service raised while starting, for the CLI to report."""
         self._install_signal_handlers()
+        self._watch_session_bus()
         try:
             self.icon.run(setup=self._setup)
+        except Exception as exc:
+            if not self.session_ended:
+                raise
+            # pystray's clean-up calls D-Bus too (g-io-error-quark: connection closed).
+            log.debug("after the session bus closed: %s", exc)
         finally:
             self._cancel_refresh()
             log.info("stopping the service")
@@ -167,11 +123,13 @@ class Tray:
             self._tell("teddywatch", notice)
         try:
             self.service.start()
-        except BaseException as exc:  # e.g. a model that cannot load: the CLI reports it
+        except BaseException as exc:  # e.g. a model that cannot load: the CLI reports it too
             self.startup_error = exc
             if isinstance(exc, AlreadyRunning):  # started from a menu: say it on the desktop
                 self._tell("teddywatch", str(exc))
-            self.icon.stop()
+                self.icon.stop()
+            else:
+                self._show_failure(exc)  # stays, red, until Quit: autostart has no terminal
             return
         log.info("teddywatch is running in the tray (pystray backend: %s)",
                  platform_check.backend_name(type(self.icon)))
@@ -179,6 +137,51 @@ class Tray:
         if self._gallery_sink is not None and len(self.gallery):
             self._gallery_sink.refresh()  # results from earlier runs, on the sink's thread
         self._refresh()
+
+    def _show_failure(self, exc: BaseException) -> None:
+        """The service could not start: the error icon, the message in the menu, one
+        notification; the log file has the details (the traceback at DEBUG)."""
+        message = str(exc).strip() or type(exc).__name__
+        if not _is_user_error(exc):
+            message = f"{type(exc).__name__}: {message}"
+        first = message.splitlines()[0]
+        log.error("teddywatch could not start: %s", message)
+        log.debug("start-up error details", exc_info=exc)
+        Menu, Item = self._pystray.Menu, self._pystray.MenuItem
+        log_file = resources.log_dir() / "teddywatch.log"
+        items = [Item(f"Could not start: {_shorten(first)}", None, enabled=False),
+                 Menu.SEPARATOR,
+                 Item("Open log file", self._opens(log_file))]
+        if self.config.source is not None:
+            items.append(Item("Open config file", self._opens(self.config.source)))
+        items += [Menu.SEPARATOR, Item("Quit", self.quit)]
+        self._state = icons.ERROR
+        self.icon.icon = icons.draw(icons.ERROR)
+        self.icon.title = f"teddywatch: error: {_shorten(first)}"
+        self.icon.menu = Menu(*items)
+        self._tell("teddywatch could not start",
+                   f"{' '.join(message.split())} (details: {log_file})")
+
+    def _watch_session_bus(self) -> None:
+        """GTK backends: when the session bus goes (the desktop session ended), GDBus would
+        raise SIGTERM and pystray's clean-up fail on the closed connection; instead stop
+        quietly, with one log line."""
+        if platform_check.backend_name(type(self.icon)) not in ("gtk", "appindicator"):
+            return
+        try:
+            from gi.repository import Gio
+
+            bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+        except Exception:  # no session bus at all: platform_check reports that
+            return
+        bus.connect("closed", self._on_bus_closed)
+
+    def _on_bus_closed(self, bus: Any, remote_peer_vanished: bool, error: Any) -> None:
+        bus.set_exit_on_close(False)  # we quit ourselves, cleanly
+        self.session_ended = "the desktop session ended (its D-Bus session bus closed)"
+        log.warning("%s; stopping", self.session_ended)
+        log.debug("session bus closed: %s", getattr(error, "message", error))
+        self.quit()
 
     def _report_problems(self) -> None:
         problems = self._problems + platform_check.desktop_problems(type(self.icon))
@@ -229,6 +232,8 @@ class Tray:
 
     def _refresh(self) -> None:
         """Push the current status to the icon, title and menu (the backends are thread-safe)."""
+        if self.startup_error is not None:
+            return  # the failure's icon and menu stay
         status = self.service.status()
         state = icon_state(status)
         if state != self._state:
@@ -295,6 +300,8 @@ class Tray:
 
     def _tell(self, title: str, body: str) -> None:
         """A notification from a menu action; without a notification server, the log says it."""
+        if self.session_ended:
+            return
         try:
             self.notify(title, body)
         except Exception as exc:
@@ -348,6 +355,20 @@ class Tray:
         if source is None or source == resources.default_config_path():
             return []
         return ["--config", str(Path(source).absolute())]
+
+
+def _is_user_error(exc: BaseException) -> bool:
+    """A mistake the message explains (config, model, results log, sorting): no type name."""
+    from teddywatch.config import ConfigError
+    from teddywatch.engines import ModelError
+    from teddywatch.ledger import LedgerError
+    from teddywatch.sinks.sort import SortError
+
+    return isinstance(exc, (ConfigError, ModelError, LedgerError, SortError))
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _plyer_notify(title: str, body: str) -> None:

@@ -329,6 +329,49 @@ def test_a_second_service_on_the_same_log_is_told_on_the_desktop(desktop, config
     assert len(notes) == 1 and f"already running (pid {os.getpid()})" in notes[0][1]
 
 
+def test_a_model_that_cannot_load_shows_the_error_icon_the_message_and_one_notification(
+        desktop, config) -> None:
+    from dataclasses import replace
+
+    from teddywatch.engines import ModelError
+    from teddywatch.service import Service
+    from teddywatch.tray import Tray
+    from pystray._gtk import Icon
+
+    missing = config.log.path.parent / "no-such-model.onnx"
+    config = replace(config, model=replace(config.model, path=missing))
+    before = len(desktop.notifications())
+    tray = Tray(Service(config), config, icon_class=Icon, opener=RecordingOpener())
+    seen: dict[str, Any] = {}
+
+    def drive() -> None:
+        try:
+            seen["title"] = wait_for(lambda: tray.icon.title.startswith("teddywatch: error")
+                                     and tray.icon.title, timeout=30, what="the error title")
+            seen["menu"] = [(e.text, e.enabled) for e in tray.icon.menu.items
+                            if e is not tray._pystray.Menu.SEPARATOR]
+            seen["image"] = tray.icon.icon.tobytes()
+            seen["notes"] = wait_for(lambda: desktop.notifications()[before:], timeout=15,
+                                     what="the notification")
+        finally:
+            item(tray.icon.menu, "Quit")(tray.icon)
+
+    thread = threading.Thread(target=drive, name="test-driver")
+    thread.start()
+    with pytest.raises(ModelError):
+        tray.run()  # the CLI reports it too, and exits 2
+    thread.join(30)
+    assert str(missing) in seen["title"]
+    assert seen["menu"][0][0].startswith("Could not start:") and seen["menu"][0][1] is False
+    assert str(missing) in seen["menu"][0][0]
+    assert [text for text, _ in seen["menu"]][1:] == ["Open log file", "Quit"]
+    assert seen["image"] == icons.draw(icons.ERROR).tobytes()
+    assert len(seen["notes"]) == 1
+    _, summary, body = seen["notes"][0]
+    assert summary == "teddywatch could not start" and str(missing) in body
+    assert tray.service.status().state == "stopped"
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 RUNNER = """
