@@ -96,6 +96,11 @@ def test_losing_the_session_bus_ends_the_app_quietly_with_one_line(tmp_path: Pat
         wait_for(lambda: (home / "results.csv").exists()
                  and "teddy.jpg" in (home / "results.csv").read_text(encoding="utf-8"),
                  timeout=60, what="the dropped file's row")
+        # The tray's set-up ends by reporting what the desktop lacks (this one has no tray
+        # watcher): wait for that notification, so the bus is not taken away in the middle.
+        wait_for(lambda: any(n[1] == "teddywatch: something is missing"
+                             for n in session.notifications()), timeout=60,
+                 what="the set-up's report")
         bus = session.processes[1]
         assert bus.args[0] == "dbus-daemon"
         bus.kill()
