@@ -145,10 +145,41 @@ def test_head_trained_on_features_is_the_network_served(tmp_path: Path) -> None:
         before = classifier(torch.from_numpy(served))
         after = head.classifier(torch.from_numpy(served))
     assert not torch.equal(before, after)
-    temperature = H.fit_temperature([(head, served, y)])
+    temperature = H.fit_temperature([(head.grouped, H.imagenet_logits(head, served), y)])
     assert 0.25 <= temperature <= 8
     # ... and the head put back on the body answers, on the pictures, as it did on features.
     net = H.assemble(backbone, head, temperature)
-    default_model.check_assembly(FIXTURE_FILES, served, head, net, temperature)
-    with pytest.raises(RuntimeError, match="differs from its head"):
-        default_model.check_assembly(FIXTURE_FILES, served, head, net, temperature * 2)
+    expected = torch.softmax(torch.from_numpy(H.grouped_logits_at(head, served, temperature)), 1)
+    default_model.check_assembly(FIXTURE_FILES, expected.numpy(), net)
+    wrong = torch.softmax(torch.from_numpy(H.grouped_logits_at(head, served, temperature * 2)), 1)
+    with pytest.raises(RuntimeError, match="differs from its parts"):
+        default_model.check_assembly(FIXTURE_FILES, wrong.numpy(), net)
+
+
+def test_late_blocks_trained_on_trunk_activations_are_the_network_served() -> None:
+    pytest.importorskip("fastai", reason="training needs the [fastai] extra")
+    torch = pytest.importorskip("torch", reason="training needs the [fastai] extra")
+    from teddywatch.training import default_model, features, late
+    from teddywatch.training import head as H
+    from teddywatch.training.bearnet import build_backbone
+
+    torch.manual_seed(0)
+    backbone = build_backbone(pretrained=True).eval()
+    acts, teacher = features.compute_trunk(backbone, FIXTURE_FILES, 6, cache=None, progress=False)
+    views, vteacher = features.compute_trunk(backbone, FIXTURE_FILES, 6, views=2, cache=None,
+                                             progress=False)
+    assert acts.shape == (len(FIXTURE_FILES), 192, 7, 7) and views.shape == (2, *acts.shape)
+    # The cached teacher is the untouched network's answer on the same activations.
+    with torch.no_grad():
+        full = backbone(features.image_dls(FIXTURE_FILES, ["other"] * len(FIXTURE_FILES), 224)
+                        .test_dl(FIXTURE_FILES, num_workers=0).one_batch()[0])
+    assert np.abs(full.numpy()[: len(teacher)] - teacher.astype(np.float32)).max() < 0.05
+    y = np.array([LABELS.index(p.stem.split("_")[0]) for p in FIXTURE_FILES])
+    cfg = late.LateConfig(split=6, epochs=2, batch_size=4, lwf=1.0, body_lr=1e-4, lr=1e-3)
+    net = late.fit(backbone, views, vteacher, y, cfg)
+    block = net.rest.blocks[0]
+    assert not torch.equal(next(block.parameters()), next(backbone.blocks[6].parameters()))
+    served = late.assemble(backbone, net, 6, temperature=1.3)
+    expected = torch.softmax(torch.from_numpy(
+        H.grouped_at(net.grouped, late.imagenet_logits(net, acts), 1.3)), 1).numpy()
+    default_model.check_assembly(FIXTURE_FILES, expected, served)

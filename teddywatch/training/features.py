@@ -106,3 +106,95 @@ def compute(body, paths: Sequence[Path], size: int = 224, views: int = 0, seed: 
         file.parent.mkdir(parents=True, exist_ok=True)
         np.savez(file, x=x.astype(np.float32))
     return x
+
+
+def trunk(backbone, split: int):  # noqa: ANN001, ANN201
+    """The frozen part of the backbone: stem and blocks[:split] (what late fine-tuning keeps)."""
+    import torch
+
+    class Trunk(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = backbone
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            x = self.net.bn1(self.net.conv_stem(x))
+            for block in self.net.blocks[:split]:
+                x = block(x)
+            return x
+
+    return Trunk().eval()
+
+
+def rest(backbone, split: int):  # noqa: ANN001, ANN201
+    """blocks[split:] + conv_head + pooling + classifier: trunk output -> 1000 ImageNet logits."""
+    import torch
+
+    class Rest(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.Sequential(*backbone.blocks[split:])
+            self.conv_head, self.bn2 = backbone.conv_head, backbone.bn2
+            self.global_pool, self.classifier = backbone.global_pool, backbone.classifier
+
+        def pooled(self, x):  # noqa: ANN001, ANN202
+            return self.global_pool(self.bn2(self.conv_head(self.blocks(x))))
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            return self.classifier(self.pooled(x))
+
+    return Rest().eval()
+
+
+def compute_trunk(backbone, paths: Sequence[Path], split: int, size: int = 224,  # noqa: ANN001
+                  views: int = 0, seed: int = 0, cache: Path | None = CACHE, tag: str = "",
+                  progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Trunk activations (float16) and the untouched network's ImageNet logits (the LwF
+    teacher) for the served view (`views=0`: shapes (N, C, H, W), (N, 1000)) or for `views`
+    augmented views ((views, N, ...)), loaded by fast.ai as `compute` does."""
+    import torch
+    from fastai.torch_core import set_seed
+
+    view = "served" if views == 0 else f"aug{views}s{seed}"
+    file = None
+    if cache is not None:
+        key = _key(paths, view, size, f"{tag}-trunk{split}")
+        file = Path(cache) / f"{tag or 'trunk'}-trunk{split}-{view}-{size}-{key}.npz"
+        if file.is_file():
+            z = np.load(file)
+            return z["acts"], z["teacher"]
+    head_part, body = rest(backbone, split), trunk(backbone, split)
+    t0 = time.time()
+    acts, teacher = [], []
+
+    def run(dl) -> None:  # noqa: ANN001
+        a, t = [], []
+        for xb in dl:
+            h = body(xb[0])
+            a.append(h.half().numpy())
+            t.append(head_part(h).half().numpy())
+        acts.append(np.concatenate(a))
+        teacher.append(np.concatenate(t))
+
+    with torch.no_grad():
+        if views == 0:
+            dls = image_dls(paths, ["other"] * len(paths), size)
+            run(dls.test_dl(list(paths), num_workers=0, bs=32))
+        else:
+            dls = image_dls(paths, ["other"] * len(paths), size, augment=True, seed=seed)
+            dl = dls.train.new(shuffle=False, drop_last=False)
+            for v in range(views):
+                set_seed(seed + v, reproducible=True)
+                run(dl)
+                if progress:
+                    print(f"  augmented view {v + 1}/{views} (trunk): {len(paths)} pictures, "
+                          f"{time.time() - t0:.0f} s", flush=True)
+    a_out = acts[0] if views == 0 else np.stack(acts)
+    t_out = teacher[0] if views == 0 else np.stack(teacher)
+    if progress:
+        print(f"trunk activations ({view}) for {len(paths)} pictures in {time.time() - t0:.0f} s",
+              flush=True)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(file, acts=a_out, teacher=t_out)
+    return a_out, t_out

@@ -23,7 +23,6 @@ and validation, and the unsure threshold is chosen on that validation split.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field

@@ -59,8 +59,24 @@ class GroupedHead(nn.Module):
         return torch.cat([self.grouped(z), z, self.teacher(x)], dim=1)
 
 
+def lwf_loss(grouped: torch.Tensor, logits: torch.Tensor, teacher: torch.Tensor, y: torch.Tensor,
+             cfg: HeadConfig, other_index: int) -> torch.Tensor:
+    """Weighted cross-entropy on the 4 labels + LwF distillation (KL from the untouched
+    network's 1000-way answer) on the non-bear pictures of the batch."""
+    weight = torch.ones(grouped.shape[1])
+    weight[other_index] = cfg.other_weight
+    loss = F.cross_entropy(grouped, y, weight=weight)
+    neg = y == other_index
+    if cfg.lwf and neg.any():
+        t = cfg.kd_temperature
+        kd = F.kl_div(F.log_softmax(logits[neg] / t, 1), F.log_softmax(teacher[neg] / t, 1),
+                      log_target=True, reduction="batchmean") * t * t
+        loss = loss + cfg.lwf * kd
+    return loss
+
+
 class LwfLoss(nn.Module):
-    """CE on the 4 labels + LwF distillation on non-bears + L2-SP toward the start weights."""
+    """`lwf_loss` + L2-SP toward the start weights of the classifier."""
 
     def __init__(self, head: GroupedHead, cfg: HeadConfig, other_index: int) -> None:
         super().__init__()
@@ -69,16 +85,7 @@ class LwfLoss(nn.Module):
 
     def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n = self.head[0].classifier.out_features
-        grouped, logits, teacher = out[:, :4], out[:, 4:4 + n], out[:, 4 + n:]
-        weight = torch.ones(grouped.shape[1])
-        weight[self.other] = self.cfg.other_weight
-        loss = F.cross_entropy(grouped, y, weight=weight)
-        neg = y == self.other
-        if self.cfg.lwf and neg.any():
-            t = self.cfg.kd_temperature
-            kd = F.kl_div(F.log_softmax(logits[neg] / t, 1), F.log_softmax(teacher[neg] / t, 1),
-                          log_target=True, reduction="batchmean") * t * t
-            loss = loss + self.cfg.lwf * kd
+        loss = lwf_loss(out[:, :4], out[:, 4:4 + n], out[:, 4 + n:], y, self.cfg, self.other)
         if self.cfg.l2sp:
             c, c0 = self.head[0].classifier, self.head[0].teacher
             loss = loss + self.cfg.l2sp * (((c.weight - c0.weight) ** 2).sum()
@@ -139,19 +146,30 @@ def _accuracy4(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (out[:, :4].argmax(1) == y).float().mean()
 
 
-def fit_temperature(parts: list[tuple[GroupedHead, np.ndarray, np.ndarray]]) -> float:
+def grouped_at(grouping: BearNet, logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Grouped logits of 1000 ImageNet logits at `temperature` (divided before grouping)."""
+    with torch.no_grad():
+        return grouping(torch.from_numpy(logits) / temperature).numpy()
+
+
+def fit_temperature(parts: list[tuple[BearNet, np.ndarray, np.ndarray]]) -> float:
     """Temperature scaling (Guo et al., 2017): the T, applied to the ImageNet logits before
-    grouping (as `assemble` does), that minimises the 4-way NLL over (head, features, labels)
-    parts, e.g. each cross-validation fold's head on the pictures it did not train on."""
+    grouping (as `assemble` does), that minimises the 4-way NLL over (grouping, ImageNet logits,
+    labels) parts, e.g. each cross-validation fold's model on the pictures it did not train on."""
 
     def nll(temperature: float) -> float:
         total = 0.0
-        for head, feats, y in parts:
-            z = torch.from_numpy(grouped_logits_at(head, feats, temperature))
+        for grouping, logits, y in parts:
+            z = torch.from_numpy(grouped_at(grouping, logits, temperature))
             total += float(F.cross_entropy(z, torch.from_numpy(y).long(), reduction="sum"))
         return total
 
     return float(min(np.exp(np.linspace(np.log(0.25), np.log(8.0), 97)), key=nll))
+
+
+def imagenet_logits(head: GroupedHead, feats: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return head.classifier(torch.from_numpy(feats)).numpy()
 
 
 def assemble(backbone: nn.Module, head: GroupedHead, temperature: float = 1.0) -> BearNet:
@@ -175,6 +193,4 @@ def assemble(backbone: nn.Module, head: GroupedHead, temperature: float = 1.0) -
 def grouped_logits_at(head: GroupedHead, feats: np.ndarray, temperature: float = 1.0
                       ) -> np.ndarray:
     """Grouped logits as the assembled network computes them at `temperature`."""
-    with torch.no_grad():
-        z = head.classifier(torch.from_numpy(feats)) / temperature
-        return head.grouped(z).numpy()
+    return grouped_at(head.grouped, imagenet_logits(head, feats), temperature)

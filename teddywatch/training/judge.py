@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from teddywatch.training.data import BEARS, KIND_NAMES, LABELS, Item
+from teddywatch.training.data import KIND_NAMES, LABELS, Item
 
 
 @dataclass(frozen=True)
