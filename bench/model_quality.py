@@ -35,7 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from teddywatch.training import data, judge  # noqa: E402
-from teddywatch.training.data import LABELS  # noqa: E402
 
 HEADLINE = ("bears_right_and_sure", "bears_lost", "nonbears_rejected", "cats_rejected",
             "dogs_rejected")

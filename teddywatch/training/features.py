@@ -67,45 +67,60 @@ def image_dls(paths: Sequence[Path], labels: Sequence[str], size: int, bs: int =
                              device=torch.device("cpu"))
 
 
-def compute(body, paths: Sequence[Path], size: int = 224, views: int = 0, seed: int = 0,  # noqa: ANN001
-            cache: Path | None = CACHE, tag: str = "", progress: bool = True) -> np.ndarray:
-    """Pooled features, shape (len(paths), D) for the served view (`views=0`), or
-    (views, len(paths), D) for `views` augmented passes (seeded)."""
+def _views(paths: Sequence[Path], size: int, views: int, seed: int, file: Path | None,
+           run, what: str, progress: bool) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """`run(batch) -> {name: array}` over the served view of `paths` (`views=0`) or over
+    `views` seeded augmented passes, in the order of `paths`; cached in `file` (an .npz)."""
     import torch
     from fastai.torch_core import set_seed
 
-    view = "served" if views == 0 else f"aug{views}s{seed}"
-    file = None
-    if cache is not None:
-        file = Path(cache) / f"{tag or 'feat'}-{view}-{size}-{_key(paths, view, size, tag)}.npz"
-        if file.is_file():
-            return np.load(file)["x"]
-    labels = ["other"] * len(paths)
+    if file is not None and file.is_file():
+        return dict(np.load(file))
     t0 = time.time()
-    outs = []
+    passes: list[dict[str, list]] = []
+
+    def one_pass(batches) -> None:  # noqa: ANN001
+        out: dict[str, list] = {}
+        for xb in batches:
+            for name, value in run(xb).items():
+                out.setdefault(name, []).append(value)
+        passes.append(out)
+
+    labels = ["other"] * len(paths)
     with torch.no_grad():
         if views == 0:
             dls = image_dls(paths, labels, size)
-            dl = dls.test_dl(list(paths), num_workers=0, bs=32)
-            outs.append(torch.cat([body(xb[0]) for xb in dl]).numpy())
+            one_pass(b[0] for b in dls.test_dl(list(paths), num_workers=0, bs=32))
         else:
             dls = image_dls(paths, labels, size, augment=True, seed=seed)
             dl = dls.train.new(shuffle=False, drop_last=False)  # keep the order of `paths`
             for v in range(views):
                 set_seed(seed + v, reproducible=True)
-                feats = [body(xb) for xb, _ in dl]
-                outs.append(torch.cat(feats).numpy())
+                one_pass(xb for xb, _ in dl)
                 if progress:
-                    print(f"  augmented view {v + 1}/{views}: {len(paths)} pictures, "
+                    print(f"  augmented view {v + 1}/{views} ({what}): {len(paths)} pictures, "
                           f"{time.time() - t0:.0f} s", flush=True)
-    x = outs[0] if views == 0 else np.stack(outs)
+    result = {name: np.concatenate(parts) for name, parts in passes[0].items()} if views == 0 \
+        else {name: np.stack([np.concatenate(p[name]) for p in passes]) for name in passes[0]}
     if progress:
-        print(f"features ({view}) for {len(paths)} pictures in {time.time() - t0:.0f} s",
+        kind = "served" if views == 0 else f"{views} augmented views"
+        print(f"{what} ({kind}) for {len(paths)} pictures in {time.time() - t0:.0f} s",
               flush=True)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(file, x=x.astype(np.float32))
-    return x
+        np.savez(file, **result)
+    return result
+
+
+def compute(body, paths: Sequence[Path], size: int = 224, views: int = 0, seed: int = 0,  # noqa: ANN001
+            cache: Path | None = CACHE, tag: str = "", progress: bool = True) -> np.ndarray:
+    """Pooled features, shape (len(paths), D) for the served view (`views=0`), or
+    (views, len(paths), D) for `views` augmented passes (seeded)."""
+    view = "served" if views == 0 else f"aug{views}s{seed}"
+    file = None if cache is None else \
+        Path(cache) / f"{tag or 'feat'}-{view}-{size}-{_key(paths, view, size, tag)}.npz"
+    return _views(paths, size, views, seed, file, lambda xb: {"x": body(xb).numpy()},
+                  "features", progress)["x"]
 
 
 def trunk(backbone, split: int):  # noqa: ANN001, ANN201
@@ -152,49 +167,15 @@ def compute_trunk(backbone, paths: Sequence[Path], split: int, size: int = 224, 
     """Trunk activations (float16) and the untouched network's ImageNet logits (the LwF
     teacher) for the served view (`views=0`: shapes (N, C, H, W), (N, 1000)) or for `views`
     augmented views ((views, N, ...)), loaded by fast.ai as `compute` does."""
-    import torch
-    from fastai.torch_core import set_seed
-
     view = "served" if views == 0 else f"aug{views}s{seed}"
-    file = None
-    if cache is not None:
-        key = _key(paths, view, size, f"{tag}-trunk{split}")
-        file = Path(cache) / f"{tag or 'trunk'}-trunk{split}-{view}-{size}-{key}.npz"
-        if file.is_file():
-            z = np.load(file)
-            return z["acts"], z["teacher"]
+    key = _key(paths, view, size, f"{tag}-trunk{split}")
+    file = None if cache is None else \
+        Path(cache) / f"{tag or 'trunk'}-trunk{split}-{view}-{size}-{key}.npz"
     head_part, body = rest(backbone, split), trunk(backbone, split)
-    t0 = time.time()
-    acts, teacher = [], []
 
-    def run(dl) -> None:  # noqa: ANN001
-        a, t = [], []
-        for xb in dl:
-            h = body(xb[0])
-            a.append(h.half().numpy())
-            t.append(head_part(h).half().numpy())
-        acts.append(np.concatenate(a))
-        teacher.append(np.concatenate(t))
+    def run(xb):  # noqa: ANN001, ANN202
+        h = body(xb)
+        return {"acts": h.half().numpy(), "teacher": head_part(h).half().numpy()}
 
-    with torch.no_grad():
-        if views == 0:
-            dls = image_dls(paths, ["other"] * len(paths), size)
-            run(dls.test_dl(list(paths), num_workers=0, bs=32))
-        else:
-            dls = image_dls(paths, ["other"] * len(paths), size, augment=True, seed=seed)
-            dl = dls.train.new(shuffle=False, drop_last=False)
-            for v in range(views):
-                set_seed(seed + v, reproducible=True)
-                run(dl)
-                if progress:
-                    print(f"  augmented view {v + 1}/{views} (trunk): {len(paths)} pictures, "
-                          f"{time.time() - t0:.0f} s", flush=True)
-    a_out = acts[0] if views == 0 else np.stack(acts)
-    t_out = teacher[0] if views == 0 else np.stack(teacher)
-    if progress:
-        print(f"trunk activations ({view}) for {len(paths)} pictures in {time.time() - t0:.0f} s",
-              flush=True)
-    if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(file, acts=a_out, teacher=t_out)
-    return a_out, t_out
+    out = _views(paths, size, views, seed, file, run, f"trunk[:{split}] activations", progress)
+    return out["acts"], out["teacher"]

@@ -172,22 +172,26 @@ def imagenet_logits(head: GroupedHead, feats: np.ndarray) -> np.ndarray:
         return head.classifier(torch.from_numpy(feats)).numpy()
 
 
-def assemble(backbone: nn.Module, head: GroupedHead, temperature: float = 1.0) -> BearNet:
-    """The served network: the frozen body with the trained classifier, grouped, as a BearNet.
-
-    The temperature is folded into the classifier: its weights and bias are divided by T, so the
-    network groups logits / T, which is what `fit_temperature` fits (`grouped_logits_at`)."""
-    import copy
-
-    body = copy.deepcopy(backbone)
+def with_head(body: nn.Module, classifier: nn.Linear, grouped: BearNet,
+              temperature: float = 1.0) -> BearNet:
+    """`body` (a backbone copy, changed in place) with `classifier`'s weights and `grouped`'s
+    biases, as a BearNet. The temperature is folded into the classifier: its weights and bias
+    are divided by T, so the network groups logits / T, which is what `fit_temperature` fits."""
     cls = body.get_classifier()
     with torch.no_grad():
-        cls.weight.copy_(head.classifier.weight / temperature)
-        cls.bias.copy_(head.classifier.bias / temperature)
+        cls.weight.copy_(classifier.weight / temperature)
+        cls.bias.copy_(classifier.bias / temperature)
     net = BearNet(body)
     with torch.no_grad():
-        net.bias.copy_(head.grouped.bias)
+        net.bias.copy_(grouped.bias)
     return net.eval()
+
+
+def assemble(backbone: nn.Module, head: GroupedHead, temperature: float = 1.0) -> BearNet:
+    """The served network: the frozen body with the trained classifier, grouped, as a BearNet."""
+    import copy
+
+    return with_head(copy.deepcopy(backbone), head.classifier, head.grouped, temperature)
 
 
 def grouped_logits_at(head: GroupedHead, feats: np.ndarray, temperature: float = 1.0

@@ -20,7 +20,7 @@ from torch import nn
 
 from teddywatch.training import features
 from teddywatch.training.bearnet import BearNet
-from teddywatch.training.head import HeadConfig, lwf_loss
+from teddywatch.training.head import HeadConfig, lwf_loss, with_head
 
 
 @dataclass(frozen=True)
@@ -118,18 +118,11 @@ def imagenet_logits(net: LateNet, acts: np.ndarray, batch: int = 128) -> np.ndar
 
 
 def assemble(backbone: nn.Module, net: LateNet, split: int, temperature: float = 1.0) -> BearNet:
-    """The served network: the frozen trunk with the trained late part, grouped, as a BearNet;
-    the temperature folded into the classifier as in `head.assemble`."""
+    """The served network: the frozen trunk with the trained late part, grouped, as a BearNet
+    (the temperature folded into the classifier, see `head.with_head`)."""
     body = copy.deepcopy(backbone)
     trained = copy.deepcopy(net.rest)
     for i, block in enumerate(trained.blocks):
         body.blocks[split + i] = block
     body.conv_head, body.bn2 = trained.conv_head, trained.bn2
-    cls = body.get_classifier()
-    with torch.no_grad():
-        cls.weight.copy_(trained.classifier.weight / temperature)
-        cls.bias.copy_(trained.classifier.bias / temperature)
-    out = BearNet(body)
-    with torch.no_grad():
-        out.bias.copy_(net.grouped.bias)
-    return out.eval()
+    return with_head(body, trained.classifier, net.grouped, temperature)
