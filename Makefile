@@ -26,7 +26,8 @@ $(DEV_VENV)/.installed: pyproject.toml
 	  echo "note: no PyGObject/dbus-python (needs the system packages in README.md); tray tests will be skipped"
 	touch $@
 
-# The lean runtime users run: onnxruntime + Pillow + watchdog + pystray + plyer, no torch.
+# The lean runtime users run: onnxruntime + Pillow + watchdog + pystray + plyer
+# + desktop-notifier, no torch.
 $(RUN_VENV)/.installed: pyproject.toml
 	@$(CHECK_PYTHON)
 	$(PYTHON) -m venv $(RUN_VENV) || $(VENV_HINT)

@@ -221,9 +221,9 @@ def test_a_large_folder_notice_is_notified_before_the_service_starts(desktop, co
 
 
 def tray_notify(title: str, body: str) -> None:
-    from teddywatch.tray import _plyer_notify
+    from teddywatch.sinks.notifier import default_notifier
 
-    _plyer_notify(title, body)
+    default_notifier().tell(title, body)
 
 
 def test_pause_and_resume_are_a_checked_item_that_drives_the_service(desktop, config) -> None:
