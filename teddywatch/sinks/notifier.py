@@ -120,6 +120,11 @@ class _DBusNotifier:
         logging.getLogger("desktop_notifier").setLevel(logging.ERROR)
         self._attachment = Attachment
         self._loop = asyncio.new_event_loop()
+        # When the session bus goes away dbus-fast's reader ends with an EOFError nobody awaits:
+        # the tray says "session ended" in one line; this is only worth a debug line.
+        self._loop.set_exception_handler(
+            lambda loop, context: log.debug("D-Bus loop: %s", context.get("exception")
+                                            or context.get("message")))
         threading.Thread(target=self._loop.run_forever, name="teddywatch-dbus",
                          daemon=True).start()
         self._notifier = DesktopNotifier(app_name=APP_NAME,
