@@ -34,7 +34,7 @@ $(RUN_VENV)/.installed: pyproject.toml
 	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
 	$(RUN_VENV)/bin/python -m pip install -q -e .
 	$(RUN_VENV)/bin/python -m pip install -q 'PyGObject<3.51' 'dbus-python>=1.3' || \
-	  echo "note: tray menu and notifications need PyGObject and dbus-python; see README.md (Linux desktop)"
+	  echo "note: the tray menu needs PyGObject (and plyer's fallback notifications dbus-python); see README.md (Linux desktop)"
 	touch $@
 
 setup: $(DEV_VENV)/.installed
