@@ -183,6 +183,23 @@ def test_a_result_carries_the_icon_and_picture_and_a_click_opens_the_picture(
         service.stop()
 
 
+def test_an_error_opens_only_a_regular_file(tmp_path) -> None:
+    from teddywatch.results import ERROR, Result
+    from teddywatch.sinks.notify import single_message
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)
+    device = tmp_path / "zero.jpg"
+    device.symlink_to("/dev/zero")
+    for path, opens in ((broken, str(broken)), (pipe, None), (device, None)):
+        message = single_message(Result(path=str(path), label="", confidence=float("nan"),
+                                        status=ERROR, model="stub", detail="cannot decode"))
+        assert (message.title, message.image, message.opens) == (
+            "Could not classify an image", None, opens), path
+
+
 # --- a burst -----------------------------------------------------------------------------------
 
 def test_a_burst_summary_click_opens_the_gallery(desktop, monitor, opened, home) -> None:

@@ -22,8 +22,7 @@ from typing import Callable
 
 from teddywatch.config import NotifyConfig
 from teddywatch.results import ERROR, UNSURE, Result, format_confidence
-from teddywatch.sinks.notifier import (APP_NAME, Message, NotificationsUnavailable,  # noqa: F401
-                                       default_notifier, plyer_send)
+from teddywatch.sinks.notifier import Message, default_notifier
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +40,13 @@ def display_name(label: str) -> str:
 
 def single_message(result: Result) -> Message:
     """'Teddy bear, 99.7%' with the file name as the body; the figure is format_confidence's, as
-    in the tray and the gallery. It shows the picture (not for an error) and a click opens it."""
+    in the tray and the gallery. It shows the picture and a click opens it; for an error, a click
+    opens a regular file only (never a pipe or a link to a device)."""
     path = result.moved_to or result.path
     name = os.path.basename(path)
     if result.status == ERROR:
-        return Message("Could not classify an image", f"{name}: {result.detail}", opens=path)
+        return Message("Could not classify an image", f"{name}: {result.detail}",
+                       opens=path if os.path.isfile(path) else None)
     shown = format_confidence(result.confidence)
     if result.status == UNSURE:
         return Message(f"{display_name(result.label)}? {shown} (unsure)", name, path, path)
