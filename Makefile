@@ -26,14 +26,15 @@ $(DEV_VENV)/.installed: pyproject.toml
 	  echo "note: no PyGObject/dbus-python (needs the system packages in README.md); tray tests will be skipped"
 	touch $@
 
-# The lean runtime users run: onnxruntime + Pillow + watchdog + pystray + plyer, no torch.
+# The lean runtime users run: onnxruntime + Pillow + watchdog + pystray + plyer
+# + desktop-notifier, no torch.
 $(RUN_VENV)/.installed: pyproject.toml
 	@$(CHECK_PYTHON)
 	$(PYTHON) -m venv $(RUN_VENV) || $(VENV_HINT)
 	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
 	$(RUN_VENV)/bin/python -m pip install -q -e .
 	$(RUN_VENV)/bin/python -m pip install -q 'PyGObject<3.51' 'dbus-python>=1.3' || \
-	  echo "note: tray menu and notifications need PyGObject and dbus-python; see README.md (Linux desktop)"
+	  echo "note: the tray menu needs PyGObject (and plyer's fallback notifications dbus-python); see README.md (Linux desktop)"
 	touch $@
 
 setup: $(DEV_VENV)/.installed

@@ -60,7 +60,7 @@ class Service:
     def __init__(self, config: Config, *, engine: Engine | None = None,
                  notify_send: Callable[[str, str], None] | None = None,
                  retry_max: float = 30.0, wrap_log_file: Callable | None = None) -> None:
-        """`engine` and `notify_send` replace the configured model and plyer (for tests);
+        """`engine` and `notify_send` replace the configured model and the desktop (for tests);
         `retry_max` caps the wait between tries to write a results log that could not be
         written; `wrap_log_file` wraps the ledger's AppendFile (tests inject disk faults)."""
         self.config = config
@@ -142,9 +142,13 @@ class Service:
         if mover is not None:
             sinks.append(mover)
         if self.config.notify.enabled:
+            from teddywatch.gallery import default_page
             from teddywatch.sinks.notify import NotifySink
 
-            sinks.append(NotifySink(self.config.notify, send=self._notify_send))
+            told = self._notify_send
+            send = None if told is None else (lambda message: told(message.title, message.body))
+            page = default_page() if self.config.gallery.enabled else None
+            sinks.append(NotifySink(self.config.notify, send=send, gallery_page=page))
         return sinks
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -257,7 +261,9 @@ class Service:
         worker. Without a desktop the log line already said it."""
         send = self._notify_send
         if send is None:
-            from teddywatch.sinks.notify import plyer_send as send
+            from teddywatch.sinks.notifier import default_notifier
+
+            send = default_notifier().tell
 
         def run() -> None:
             try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections import deque
@@ -23,8 +22,10 @@ from typing import Any, Callable, Protocol, Sequence
 from teddywatch import autostart, icons, platform_check, resources
 from teddywatch.config import Config
 from teddywatch.gallery import Gallery, GallerySink, recent_results
+from teddywatch.opener import open_path
 from teddywatch.results import Result
 from teddywatch.runlock import AlreadyRunning
+from teddywatch.sinks.notifier import default_notifier
 from teddywatch.trayview import icon_state, last_text, result_text, title_text  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -42,26 +43,13 @@ class ServiceLike(Protocol):
     def subscribe(self, callback: Callable[[Any], None]) -> Any: ...
 
 
-# --- opening files ---------------------------------------------------------------------------
-
-def open_path(path: str | os.PathLike[str]) -> None:
-    """Open a file or folder with the platform's default application, without waiting for it."""
-    target = os.fspath(path)
-    if sys.platform == "win32":
-        os.startfile(target)  # type: ignore[attr-defined]  # Windows only
-        return
-    command = ["open", target] if sys.platform == "darwin" else ["xdg-open", target]
-    subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, start_new_session=True)
-
-
 # --- the tray --------------------------------------------------------------------------------
 
 class Tray:
     """Wires a service to a pystray icon. Owns no logic beyond what to show and what to call."""
 
     def __init__(self, service: ServiceLike, config: Config, *, icon_class: Any = None,
-                 opener: Callable[[str], None] = open_path,
+                 opener: Callable[[str], None] | None = None,
                  notify: Callable[[str, str], None] | None = None,
                  gallery: Gallery | None = None, problems: list[platform_check.Problem] = (),
                  recent: list[Result] = (), notices: Sequence[str] = ()) -> None:
@@ -70,8 +58,9 @@ class Tray:
         self._pystray = pystray
         self.service = service
         self.config = config
-        self.opener = opener
-        self.notify = notify or _plyer_notify
+        # The platform opener; when it fails (xdg-open finds no application) the user is told.
+        self.opener = opener or (lambda path: open_path(path, on_error=self._open_failed))
+        self.notify = notify or default_notifier().tell
         self.gallery = gallery
         # The gallery is fed from the subscribe hook; its sink writes on its own thread.
         self._gallery_sink = GallerySink(gallery) if gallery is not None else None
@@ -292,11 +281,11 @@ class Tray:
         if not os.path.exists(path):
             self._tell("teddywatch", f"{path} does not exist (any more).")
             return
-        try:
-            self.opener(os.fspath(path))
-        except OSError as exc:  # no xdg-open, say
-            log.warning("cannot open %s: %s", path, exc)
-            self._tell("teddywatch: cannot open", f"{path}: {exc}")
+        self.opener(os.fspath(path))
+
+    def _open_failed(self, path: str, reason: str) -> None:
+        """The opener's reaper thread: it has logged the failure; the desktop says it too."""
+        self._tell("teddywatch: cannot open", f"{path}: {reason}")
 
     def _tell(self, title: str, body: str) -> None:
         """A notification from a menu action; without a notification server, the log says it."""
@@ -369,12 +358,6 @@ def _is_user_error(exc: BaseException) -> bool:
 
 def _shorten(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _plyer_notify(title: str, body: str) -> None:
-    from teddywatch.sinks.notify import plyer_send
-
-    plyer_send(title, body)
 
 
 # --- entry point -----------------------------------------------------------------------------

@@ -111,7 +111,9 @@ def test_classify_csv_and_json_keep_their_full_numbers() -> None:
 
 
 def test_notification_shows_the_shared_figure() -> None:
-    assert single_message(result_at(0.997)) == Message("Teddy bear, 99.7%", "IMG_0042.jpg")
+    photo = "/home/me/Pictures/teddywatch/IMG_0042.jpg"
+    assert single_message(result_at(0.997)) == Message("Teddy bear, 99.7%", "IMG_0042.jpg",
+                                                       image=photo, opens=photo)
     assert single_message(result_at(0.9996, "unsure")).title == "Teddy bear? 99.9% (unsure)"
     assert single_message(result_at(float("nan"))).title == "Teddy bear, ?%"
 

@@ -644,7 +644,7 @@ def test_notify_sink_sends_off_the_worker_thread_and_summarises_on_close() -> No
     # the real notification server (Xvfb + dbus + dunst) is exercised in test_tray.
     sent: list[tuple[str, str]] = []
     sink = NotifySink(NotifyConfig(summarise_after=2, burst_seconds=60),
-                      send=lambda title, body: sent.append((title, body)))
+                      send=lambda message: sent.append((message.title, message.body)))
     for label in ("teddy", "teddy", "black", "teddy"):
         sink.handle(_result(label))
     sink.close()
@@ -653,7 +653,7 @@ def test_notify_sink_sends_off_the_worker_thread_and_summarises_on_close() -> No
 
 
 def test_notifications_unavailable_are_logged_once_at_info(caplog) -> None:
-    def broken(title: str, body: str) -> None:
+    def broken(message) -> None:
         raise RuntimeError("org.freedesktop.Notifications was not provided by any service")
 
     caplog.set_level(logging.INFO, logger="teddywatch.sinks.notify")

@@ -221,9 +221,9 @@ def test_a_large_folder_notice_is_notified_before_the_service_starts(desktop, co
 
 
 def tray_notify(title: str, body: str) -> None:
-    from teddywatch.tray import _plyer_notify
+    from teddywatch.sinks.notifier import default_notifier
 
-    _plyer_notify(title, body)
+    default_notifier().tell(title, body)
 
 
 def test_pause_and_resume_are_a_checked_item_that_drives_the_service(desktop, config) -> None:
@@ -273,6 +273,49 @@ def test_open_items_open_the_log_the_folder_and_a_written_gallery(desktop, confi
     page = tray.gallery.page.read_text(encoding="utf-8")
     assert page.count('<figure class="card') == 1 and "teddy" in page
     assert "bear.jpg" in config.log.path.read_text(encoding="utf-8")
+
+
+def test_open_gallery_runs_the_platform_opener_and_says_when_it_fails(desktop, config, home,
+                                                                      monkeypatch, caplog) -> None:
+    """The tray's own opener (no RecordingOpener): TEDDYWATCH_OPENER stands in for xdg-open. A
+    working one is given the page; one that exits non-zero (xdg-open with no application for
+    .html) is told in a log line and a notification, and no opener is left a zombie."""
+    psutil = pytest.importorskip("psutil")
+    record = home / "opened.txt"
+    works = home / "opener-works.sh"
+    works.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$1\" >> '{record}'\n", encoding="utf-8")
+    fails = home / "opener-fails.sh"
+    fails.write_text("#!/bin/sh\necho 'no application for text/html' >&2\nexit 4\n",
+                     encoding="utf-8")
+    for script in (works, fails):
+        script.chmod(0o755)
+    caplog.set_level(logging.WARNING, logger="teddywatch.opener")
+    tray = make_tray(config, opener=None)
+    received_before = len(desktop.notifications())
+    seen: dict[str, Any] = {}
+
+    def driver(tray) -> None:
+        gallery = item(tray.icon.menu, "Open gallery")
+        monkeypatch.setenv("TEDDYWATCH_OPENER", str(works))
+        gallery(tray.icon)
+        wait_for(lambda: record.exists(), timeout=10, what="the opener to run")
+        monkeypatch.setenv("TEDDYWATCH_OPENER", str(fails))
+        gallery(tray.icon)
+        seen["told"] = wait_for(lambda: [n for n in desktop.notifications()[received_before:]
+                                         if n[1] == "teddywatch: cannot open"], timeout=15,
+                                what="the notification that the gallery did not open")
+        item(tray.icon.menu, "Quit")(tray.icon)
+
+    run_with_driver(tray, driver)
+    page = str(tray.gallery.page)
+    assert record.read_text(encoding="utf-8").splitlines() == [page]
+    reason = f"{fails} exited with status 4: no application for text/html"
+    assert seen["told"] == [("teddywatch", "teddywatch: cannot open", f"{page}: {reason}")]
+    assert [r.getMessage() for r in caplog.records if r.name == "teddywatch.opener"] == [
+        f"cannot open {page}: {reason}"]
+    wait_for(lambda: not [c for c in psutil.Process().children()
+                          if c.status() == psutil.STATUS_ZOMBIE], timeout=10,
+             what="no zombie children")
 
 
 def test_start_at_login_item_writes_and_removes_the_autostart_file(desktop, config) -> None:

@@ -1,9 +1,11 @@
-"""Desktop notifications with plyer: one per result, or one summary for a burst.
+"""Desktop notifications: one per result, or one summary for a burst.
 
-Sending happens on this sink's own thread, fed by a small bounded queue, because a notification
-call can hang (notify-send waiting on a D-Bus activation that never comes) and the worker must
-never wait on it. No display or no notification server is normal on servers: it is logged once
-at INFO and notifications are off for the rest of the run.
+Each result's notification shows the picture and opens it when clicked; a burst's summary opens
+the gallery page (see notifier.py for how they reach the desktop, and the fallback). Sending
+happens on this sink's own thread, fed by a small bounded queue, because a notification call can
+hang (a D-Bus activation that never comes) and the worker must never wait on it. No display or
+no notification server is normal on servers: it is logged once at INFO and notifications are off
+for the rest of the run.
 """
 
 from __future__ import annotations
@@ -11,32 +13,25 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sys
 import threading
 import time
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from teddywatch.config import NotifyConfig
 from teddywatch.results import ERROR, UNSURE, Result, format_confidence
+from teddywatch.sinks.notifier import Message, default_notifier
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "teddywatch"
 #: Names for the default model's labels; any other label is shown as written.
 DISPLAY_NAMES = {"black": "Black bear", "grizzly": "Grizzly bear", "teddy": "Teddy bear"}
 #: A continuous trickle still gets a summary this often (in bursts of burst_seconds).
 MAX_BURST_SPANS = 6
 
-Send = Callable[[str, str], None]
-
-
-@dataclass(frozen=True)
-class Message:
-    title: str
-    body: str
+Send = Callable[[Message], None]
 
 
 def display_name(label: str) -> str:
@@ -45,14 +40,17 @@ def display_name(label: str) -> str:
 
 def single_message(result: Result) -> Message:
     """'Teddy bear, 99.7%' with the file name as the body; the figure is format_confidence's, as
-    in the tray and the gallery."""
-    name = os.path.basename(result.moved_to or result.path)
+    in the tray and the gallery. It shows the picture and a click opens it; for an error, a click
+    opens a regular file only (never a pipe or a link to a device)."""
+    path = result.moved_to or result.path
+    name = os.path.basename(path)
     if result.status == ERROR:
-        return Message("Could not classify an image", f"{name}: {result.detail}")
+        return Message("Could not classify an image", f"{name}: {result.detail}",
+                       opens=path if os.path.isfile(path) else None)
     shown = format_confidence(result.confidence)
     if result.status == UNSURE:
-        return Message(f"{display_name(result.label)}? {shown} (unsure)", name)
-    return Message(f"{display_name(result.label)}, {shown}", name)
+        return Message(f"{display_name(result.label)}? {shown} (unsure)", name, path, path)
+    return Message(f"{display_name(result.label)}, {shown}", name, path, path)
 
 
 def _summary_key(result: Result) -> str:
@@ -71,6 +69,7 @@ class BurstSummary:
 
     summarise_after: int
     burst_seconds: float
+    gallery_page: Path | None = None  # a click on the summary opens it
     _counts: Counter = field(default_factory=Counter)
     _started: float = 0.0
     _last: float = float("-inf")
@@ -98,7 +97,10 @@ class BurstSummary:
         if total <= self.summarise_after:
             return []  # each one was already shown
         parts = ", ".join(f"{n} {key}" for key, n in counts.most_common())
-        return [Message(f"{total} images: {parts}", "teddywatch classified a burst of images")]
+        page = None if self.gallery_page is None else str(self.gallery_page)
+        body = "teddywatch classified a burst of images" + (
+            "; click to open the gallery" if page else "")
+        return [Message(f"{total} images: {parts}", body, opens=page)]
 
     def next_deadline(self) -> float | None:
         if not self._counts:
@@ -114,9 +116,10 @@ class NotifySink:
     required = False
 
     def __init__(self, config: NotifyConfig, send: Send | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._summary = BurstSummary(config.summarise_after, config.burst_seconds)
-        self._send = send or plyer_send
+                 clock: Callable[[], float] = time.monotonic,
+                 gallery_page: Path | None = None) -> None:
+        self._summary = BurstSummary(config.summarise_after, config.burst_seconds, gallery_page)
+        self._send = send or default_notifier().send
         self._clock = clock
         self._inbox: queue.Queue[Result | None] = queue.Queue(maxsize=256)
         self._dropped = 0
@@ -159,31 +162,11 @@ class NotifySink:
             if self._disabled:
                 return
             try:
-                self._send(message.title, message.body)
+                self._send(message)
             except Exception as exc:  # no desktop, no D-Bus, no notification server
                 self._disabled = True
                 log.info("desktop notifications are unavailable (%s); carrying on without them",
                          _first_line(exc))
-
-
-class NotificationsUnavailable(Exception):
-    pass
-
-
-def plyer_send(title: str, body: str) -> None:
-    """Show one notification with plyer; raise NotificationsUnavailable when it cannot."""
-    if sys.platform.startswith("linux") and not (
-            os.environ.get("DBUS_SESSION_BUS_ADDRESS") or os.environ.get("DISPLAY")
-            or os.environ.get("WAYLAND_DISPLAY")):
-        # plyer would fall back to notify-send, which fails without telling plyer.
-        raise NotificationsUnavailable("no desktop session (no D-Bus session bus or display)")
-    try:
-        from plyer import notification
-    except ImportError as exc:
-        raise NotificationsUnavailable(f"plyer is not installed: {exc}") from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # plyer warns when dbus-python is missing
-        notification.notify(title=title, message=body, app_name=APP_NAME, timeout=5)
 
 
 def _first_line(exc: BaseException) -> str:
