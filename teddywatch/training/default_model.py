@@ -226,11 +226,17 @@ def quantize_int8(fp32: Path, calibration: Sequence[Path]) -> Path:
     from teddywatch.engines.onnx import OnnxEngine, read_metadata
     from teddywatch.training import quantize
 
+    from onnxruntime.quantization import CalibrationMethod
+
     out = fp32.with_name(f"{fp32.stem}-int8.onnx")
     engine = OnnxEngine(fp32)
     reader = quantize.Calibration(engine, list(calibration))
+    # Percentile (99.999%) ranges: chosen on the valid split, where its labels agreed with fp32
+    # on 474 of 474 pictures (MinMax on the same 320 pictures: 473; see models/README.md).
     info = quantize.quantize(fp32, out, reader,
-                             size=(engine.preprocess.height, engine.preprocess.width))
+                             size=(engine.preprocess.height, engine.preprocess.width),
+                             calibrate_method=CalibrationMethod.Percentile)
+    info["calibration_method"] = "Percentile (99.999)"
     info["calibration_set"] = {"images": len(calibration),
                                "rule": "training split only (data.split_of == 'train'), a "
                                        "seeded sample (random.Random(0))"}
@@ -317,7 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("models"))
     ap.add_argument("--variant", choices=sorted(VARIANTS), action="append",
                     help="cross-validate only these variants (default: all)")
+    ap.add_argument("--quantize-only", action="store_true",
+                    help="only remake <out>/bears-int8.onnx from <out>/bears.onnx")
     a = ap.parse_args(argv)
+    if a.quantize_only:
+        train = [it.path for it in data.load(a.data) if it.split == "train"]
+        quantize_int8(a.out / f"{NAME}.onnx", random.Random(0).sample(train, 320))
+        return 0
     try:
         variants = {k: VARIANTS[k] for k in (a.variant or VARIANTS)}
         build(a.data, a.out, variants)
