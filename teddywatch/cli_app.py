@@ -12,7 +12,7 @@ from typing import Callable
 
 from teddywatch import resources
 from teddywatch.cli_common import EXIT_OK, EXIT_USER, UsageError, active_config
-from teddywatch.config import Config, find_config, load_config, to_toml
+from teddywatch.config import Config, ConfigError, find_config, load_config, to_toml
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from teddywatch.preflight import large_watches
 
-    config = active_config(args)
+    try:
+        config = active_config(args)
+    except ConfigError as exc:
+        if not args.headless:  # started from a desktop or at login: say it there too
+            from teddywatch import trayapp
+
+            trayapp.run_failed(exc, find_config(args.config))
+        raise  # main() prints "error: ..." and exits 2
     _create_default_inbox(config)
     # Said first, before the catch-up classifies what is already there (`config check` says the
     # same); the tray also shows it as a notification.
@@ -135,9 +142,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning("%s", notice)
     try:
         if not args.headless:
-            from teddywatch import tray  # falls back to headless, in one line, without a display
+            from teddywatch import trayapp  # falls back to headless, in one line, without a display
 
-            return tray.run(config, notices=notices)
+            return trayapp.run(config, notices=notices)
         return run_headless(config)
     except (LedgerError, SortError) as exc:  # user-fixable, like a config error
         print(f"error: {exc}", file=sys.stderr)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from collections import deque
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 from teddywatch import autostart, icons, platform_check, resources
 from teddywatch.config import Config
-from teddywatch.gallery import Gallery, GallerySink, recent_results
+from teddywatch.gallery import Gallery, GallerySink
 from teddywatch.opener import open_path
 from teddywatch.results import Result
 from teddywatch.runlock import AlreadyRunning
@@ -358,33 +357,3 @@ def _is_user_error(exc: BaseException) -> bool:
 
 def _shorten(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-# --- entry point -----------------------------------------------------------------------------
-
-def run(config: Config, notices: Sequence[str] = ()) -> int:
-    """`teddywatch run`: the service behind a tray icon, or headless when there is no display or
-    no tray backend (said in one line)."""
-    from teddywatch.service import Service, run_headless
-
-    problem = platform_check.display_problem()
-    icon_class = None
-    if problem is None:
-        icon_class, problem = platform_check.load_icon_class()
-    if problem is not None:
-        print(f"teddywatch: {problem}", file=sys.stderr)
-        return run_headless(config)
-    recent = _recent_results(config)
-    gallery = None
-    if config.gallery.enabled:
-        gallery = Gallery(items=config.gallery.items)
-        gallery.extend(recent)
-    Tray(Service(config), config, icon_class=icon_class, gallery=gallery, recent=recent,
-         notices=notices).run()
-    return 0
-
-
-def _recent_results(config: Config) -> list[Result]:
-    """The tail of the results log, so the menu and the gallery are not empty after a restart."""
-    return recent_results(config.log.path,
-                          max(RECENT, config.gallery.items if config.gallery.enabled else 0))

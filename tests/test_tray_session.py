@@ -84,6 +84,39 @@ def test_a_wrong_model_path_is_notified_and_the_tray_waits_for_quit(tmp_path: Pa
     assert "teddywatch could not start" in details and "Traceback" in details  # at DEBUG
 
 
+def test_a_config_that_does_not_load_is_notified_too(tmp_path: Path, session) -> None:
+    """Before any service exists (a config mistake), a desktop start still shows the error."""
+    home = tmp_path / "home"
+    process, stderr, log_file = start_run(home, session)
+    process.kill()  # only its config file and environment are wanted here
+    process.wait()
+    config = home / "config.toml"
+    config.write_text(config.read_text() + "[model]\nunsure_treshold = 0.7\n", encoding="utf-8")
+    env = {**os.environ, **session.env, "HOME": str(home), "PYSTRAY_BACKEND": "appindicator",
+           "XDG_STATE_HOME": str(home / "state"), "XDG_CONFIG_HOME": str(home / "config")}
+    with open(stderr, "w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "teddywatch", "run", "--config",
+                                    str(config)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=err)
+    try:
+        notes = wait_for(lambda: [n for n in session.notifications()
+                                  if n[1] == "teddywatch could not start"] or process.poll(),
+                         timeout=60, what="the config error on the desktop")
+        assert process.poll() is None, stderr.read_text()  # the error icon stays up
+        assert len(notes) == 1 and "unsure_treshold" in notes[0][2], notes
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    err = stderr.read_text(encoding="utf-8")
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert any(line.startswith("error: ") and "did you mean 'model.unsure_threshold'" in line
+               for line in err.splitlines()), err
+
+
 def test_losing_the_session_bus_ends_the_app_quietly_with_one_line(tmp_path: Path,
                                                                    session) -> None:
     home = tmp_path / "home"
