@@ -195,7 +195,9 @@ def test_an_open_page_reloads_itself_when_rewritten_and_keeps_its_filter(tmp_pat
 
         def cards() -> int:
             try:
-                return browser.evaluate("window.__sameDocument ? 0 : "
+                # Counted once the new page has run its script (the cards come before it).
+                return browser.evaluate("window.__sameDocument || document.readyState !== "
+                                        "'complete' ? 0 : "
                                         "document.querySelectorAll('#cards .card').length")
             except AssertionError:  # evaluated while the page was being replaced
                 return 0
