@@ -18,8 +18,10 @@ class Progress:
     def __init__(self, total: int, desc: str = "classifying") -> None:
         self._bar: Any = None
         if total > 1 and sys.stderr.isatty():
-            from tqdm import tqdm
-
+            try:
+                from tqdm import tqdm
+            except ImportError:  # a runtime installed before tqdm was a dependency: no bar
+                return
             # leave=False: close() wipes the bar. TQDM_* environment variables still apply
             # (TQDM_MININTERVAL=0 draws every update; the tests use it).
             self._bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False,
