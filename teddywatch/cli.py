@@ -24,7 +24,8 @@ from teddywatch.csvcells import printable
 from teddywatch.files import why_unreadable
 from teddywatch.engines import ENGINES, ModelError
 from teddywatch.logsetup import setup_logging
-from teddywatch.output import OUTPUT_FORMATS, Progress, report_problems
+from teddywatch.output import OUTPUT_FORMATS, report_problems
+from teddywatch.progress import Progress
 from teddywatch.results import ERROR, FileId, Job, Result
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 CLASSIFY_EXIT_CODES = """exit codes:
-  0    every file was classified
+  0    every file was classified (also when a folder held none: "no images found in DIR")
   1    some file could not be classified (its error row says why; the rest were classified)
   2    usage, config or model error: nothing was classified
   130  interrupted (Ctrl-C)"""
@@ -141,7 +142,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
         raise UsageError("--threshold must be between 0 and 1")
     config = active_config(args)
     problems: list[str] = []
-    files = list(iter_image_files(args.paths, problems))
+    empty: list[Path] = []
+    files = list(iter_image_files(args.paths, problems, empty))
+    writer = OUTPUT_FORMATS[args.format](sys.stdout, args.top)
+    for folder in empty:
+        print(f"no images found in {printable(str(folder))}", file=sys.stderr)
+    if not files:  # nothing to classify: no model to load, no table to frame
+        return _report_folders(problems)
     batch_size = args.batch_size or config.model.batch_size
     in_flight = _batches_in_flight(args, config, len(files), batch_size)
     per_call = max(1, batch_size // in_flight)  # the same number of images in hand either way
@@ -152,7 +159,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
     log.debug("classify: %d files in batches of %d, %d batch(es) in flight", len(files),
               per_call, in_flight)
     threshold = _first_set(args.threshold, config.model.unsure_threshold, engine.default_threshold)
-    writer = OUTPUT_FORMATS[args.format](sys.stdout, args.top)
     from teddywatch.worker import classify_batch, map_in_order
 
     def classify_chunk(paths: Sequence[Path]) -> list[Result]:
@@ -161,18 +167,26 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return [next(classified) if job else failed for job, failed in zip(jobs, unreadable)]
 
     failed: list[Result] = []
+    writer.start()
     with Progress(len(files)) as progress:
         for results in map_in_order(classify_chunk, _chunks(files, per_call), in_flight):
-            for result in results:
-                writer(result)
-                if result.status == ERROR:
-                    failed.append(result)
+            with progress.above():  # the bar is wiped while rows are printed
+                for result in results:
+                    writer(result)
+            failed.extend(result for result in results if result.status == ERROR)
             progress.advance(len(results))
     engine.close()
+    writer.finish()
     report_problems(failed, len(files), sys.stderr)
+    return _report_folders(problems) if problems else \
+        (EXIT_SOME_FAILED if failed else EXIT_OK)
+
+
+def _report_folders(problems: Sequence[str]) -> int:
+    """Folders that could not be listed, one line each; exit 1 if there were any."""
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
-    return EXIT_SOME_FAILED if failed or problems else EXIT_OK
+    return EXIT_SOME_FAILED if problems else EXIT_OK
 
 
 def _batches_in_flight(args: argparse.Namespace, config: Config, files: int,
@@ -196,10 +210,12 @@ def _first_set(*values: float | None) -> float:
     return next(v for v in values if v is not None)
 
 
-def iter_image_files(paths: Iterable[Path], problems: list[str]) -> Iterator[Path]:
+def iter_image_files(paths: Iterable[Path], problems: list[str],
+                     empty: list[Path] | None = None) -> Iterator[Path]:
     """Paths given are taken as they are; folders are walked for image names, sorted.
 
-    A folder that cannot be listed is added to `problems` (one line each) and skipped."""
+    A folder that cannot be listed is added to `problems` (one line each) and skipped; a folder
+    that holds no image names at all is added to `empty`."""
     import fnmatch
 
     def image_name(name: str) -> bool:
@@ -209,6 +225,7 @@ def iter_image_files(paths: Iterable[Path], problems: list[str]) -> Iterator[Pat
         if not path.is_dir():
             yield path  # whatever it is (missing, a FIFO, a broken link): it gets its row
             continue
+        found, problems_before = 0, len(problems)
         for root, dirs, names in os.walk(path, onerror=lambda exc: problems.append(
                 f"{printable(str(exc.filename))}: cannot list the folder: "
                 f"{exc.strerror or exc}")):
@@ -218,7 +235,10 @@ def iter_image_files(paths: Iterable[Path], problems: list[str]) -> Iterator[Pat
             linked = [d for d in dirs if os.path.islink(os.path.join(root, d))]
             for name in sorted(names + linked):
                 if image_name(name):
+                    found += 1
                     yield Path(root) / name
+        if not found and len(problems) == problems_before and empty is not None:
+            empty.append(path)
 
 
 def _jobs_for(paths: Sequence[Path], model_id: str

@@ -12,10 +12,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from conftest import FIXTURES, REPO, answer_is_right, expected_label, make_special_files, run_cli
 from teddywatch.csvcells import restore
+from teddywatch.output import CSV_COLUMNS, summary_line
 from teddywatch.worker import map_in_order
 
 FIXTURE_FILES = sorted(FIXTURES.glob("*.jpg"))
@@ -47,11 +49,83 @@ def test_json_lines_with_top_k(user_env: dict[str, str]) -> None:
 def test_table_for_people(user_env: dict[str, str]) -> None:
     proc = run_cli("classify", *map(str, FIXTURE_FILES[:2]), env=user_env)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    header, *lines, summary = proc.stdout.splitlines()
+    assert header.split() == ["label", "confidence", "status", "file"]
     assert len(lines) == 2
     assert lines[0].startswith(expected_label(FIXTURE_FILES[0]))
     assert re.fullmatch(r"\d{1,3}\.\d%", lines[0].split()[1]), lines[0]
     assert FIXTURE_FILES[0].name in lines[0]
+    assert summary.startswith("2 images: ")
+
+
+def test_table_summary_counts_labels_unsure_and_errors(tmp_path: Path,
+                                                       user_env: dict[str, str]) -> None:
+    for path in FIXTURE_FILES:
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "zz_broken.png").write_bytes(b"not a png")
+    # A high threshold makes some answers unsure: they are counted as unsure, not by label.
+    proc = run_cli("classify", str(tmp_path), "--threshold", "0.995", env=user_env)
+    assert proc.returncode == 1, proc.stderr
+    header, *rows, summary = proc.stdout.splitlines()
+    assert header.startswith("label") and len(rows) == len(FIXTURE_FILES) + 2
+    sure = Counter(row.split()[0] for row in rows if row.split()[2] == "ok")
+    unsure = sum(row.split()[2] == "unsure" for row in rows)
+    assert unsure and sum(row.split()[1] == "error" for row in rows) == 2
+    parts = [f"{n} {label}" for label, n in sorted(sure.items(), key=lambda i: (-i[1], i[0]))]
+    assert summary == f"{len(rows)} images: {', '.join(parts)}, {unsure} unsure, 2 errors"
+
+
+def test_summary_line_wording() -> None:
+    assert summary_line(Counter(black=10, grizzly=9, teddy=5), 0, 2) == \
+        "26 images: 10 black, 9 grizzly, 5 teddy, 2 errors"
+    assert summary_line(Counter(teddy=1), 0, 0) == "1 image: 1 teddy"
+    assert summary_line(Counter(), 1, 1) == "2 images: 1 unsure, 1 error"
+
+
+def test_csv_and_json_have_no_header_changes_and_no_summary(user_env: dict[str, str]) -> None:
+    csv_out = run_cli("classify", *map(str, FIXTURE_FILES[:2]), "--format", "csv", env=user_env)
+    assert csv_out.stdout.splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert len(csv_out.stdout.splitlines()) == 3 and csv_out.stderr == ""
+    json_out = run_cli("classify", *map(str, FIXTURE_FILES[:2]), "--format", "json", env=user_env)
+    assert [json.loads(line)["path"] for line in json_out.stdout.splitlines()] == \
+        list(map(str, FIXTURE_FILES[:2]))
+    assert json_out.stderr == ""
+
+
+def test_a_folder_without_images_says_so_in_one_line_and_exits_0(
+        tmp_path: Path, user_env: dict[str, str]) -> None:
+    empty, others = tmp_path / "empty", tmp_path / "others"
+    (empty / "sub").mkdir(parents=True)
+    others.mkdir()
+    (others / "notes.txt").write_text("no picture here")
+    for fmt, stdout in (("table", ""), ("csv", ",".join(CSV_COLUMNS) + "\n"), ("json", "")):
+        proc = run_cli("classify", str(empty), str(others), "--format", fmt, env=user_env)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.splitlines() == [f"no images found in {empty}",
+                                            f"no images found in {others}"]
+        assert proc.stdout == stdout
+    # Beside a file: the file is classified, the empty folder is still named.
+    proc = run_cli("classify", str(empty), str(FIXTURE_FILES[0]), env=user_env)
+    assert proc.returncode == 0
+    assert proc.stderr.splitlines() == [f"no images found in {empty}"]
+    assert proc.stdout.splitlines()[-1].startswith("1 image: ")
+
+
+def test_fastai_engine_with_an_onnx_model_names_the_learner(
+        tmp_path: Path, user_env: dict[str, str]) -> None:
+    proc = run_cli("classify", str(FIXTURE_FILES[0]), "--engine", "fastai", env=user_env)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert "bears-int8.onnx" in line and "needs the fast.ai learner (.pkl)" in line
+    assert f"use --model {REPO / 'models' / 'bears.pkl'}" in line, line
+    # A model of the user's without its learner beside it: said so, nothing unpickled.
+    (tmp_path / "mine.onnx").write_bytes(b"onnx")
+    proc = run_cli("classify", str(FIXTURE_FILES[0]), "--engine", "fastai",
+                   "--model", str(tmp_path / "mine.onnx"), env=user_env)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert "no learner was found beside it (mine.pkl)" in line and "Traceback" not in line
 
 
 def test_bad_files_are_error_rows_and_exit_1(tmp_path: Path, user_env: dict[str, str]) -> None:
@@ -176,7 +250,8 @@ def test_a_name_that_is_not_utf8_in_every_format(tmp_path: Path, user_env: dict[
         text = proc.stdout.decode("utf-8")  # strict: valid UTF-8 whatever the names
         assert b"Traceback" not in proc.stderr
         if fmt == "table":
-            assert "bad\\xff\\xfename.jpg" in text and text.startswith(expected_label(FIXTURE_FILES[0]))
+            row = text.splitlines()[1]  # after the header
+            assert "bad\\xff\\xfename.jpg" in row and row.startswith(expected_label(FIXTURE_FILES[0]))
         elif fmt == "csv":
             (row,) = csv.DictReader(io.StringIO(text))
             assert restore(row["path"]) == name  # the same escaping as the results log

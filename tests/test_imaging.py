@@ -375,7 +375,7 @@ def test_library_warnings_go_to_the_log_file_with_the_file_name(
     assert lines[0] == "error: 3 of 3 files could not be classified:", proc.stderr
     assert len(lines) == 4 and all(line.startswith("  ") for line in lines[1:]), proc.stderr
     assert "DDS variant not supported" in proc.stdout
-    assert len(proc.stdout.splitlines()) == 3
+    assert len(proc.stdout.splitlines()) == 1 + 3 + 1  # header, one row each, summary
     (log_file,) = Path(user_env["HOME"]).rglob("teddywatch.log")
     logged = log_file.read_text(encoding="utf-8")
     assert f"{folder / 'flip.tif.jpg'}: libtiff error: ZIPDecode: Decoding error" in logged

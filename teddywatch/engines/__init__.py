@@ -72,6 +72,29 @@ def pick_engine(model_path: Path, engine: str = "auto") -> str:
     )
 
 
+def learner_beside(onnx_path: Path) -> Path | None:
+    """The fast.ai learner an .onnx model was exported from, if it lies beside it: the same
+    name (`export.onnx` from `export.pkl`), or without `-int8` (`bears-int8.onnx`, `bears.pkl`)."""
+    stems = [onnx_path.stem]
+    if onnx_path.stem.endswith("-int8"):
+        stems.append(onnx_path.stem[:-len("-int8")])
+    for stem in stems:
+        candidate = onnx_path.with_name(stem + ".pkl")
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fastai_needs_learner(onnx_path: Path) -> str:
+    """One line: the fastai engine cannot run an .onnx file; where its learner is, if known."""
+    learner = learner_beside(onnx_path)
+    where = (f"this model's learner is {learner}: use --model {learner}" if learner else
+             f"no learner was found beside it ({onnx_path.with_suffix('.pkl').name}); point "
+             "--model or [model] path at the .pkl the model was exported from")
+    return (f"{onnx_path}: the fastai engine needs the fast.ai learner (.pkl), not an ONNX "
+            f"model; {where}, or use --engine onnx.")
+
+
 def load_engine(model_path: Path, engine: str = "auto", *, threads: int = 0,
                 code: Sequence[Path] = ()) -> Engine:
     """Load the model at `model_path` with the named engine.
@@ -89,6 +112,8 @@ def load_engine(model_path: Path, engine: str = "auto", *, threads: int = 0,
 
         return OnnxEngine(model_path, threads=threads)
     if kind == "fastai":
+        if model_path.suffix.lower() == ".onnx":
+            raise ModelError(_fastai_needs_learner(model_path))
         from teddywatch.engines.fastai import FastaiEngine
 
         return FastaiEngine(model_path, threads=threads, code=code)
