@@ -61,7 +61,8 @@ class _Writer:
         """After the last row."""
 
 
-TABLE_HEADER = f"{'label  confidence':<18} {'status':<7} file"
+LABEL_WIDTH = 7  # "grizzly"; longer labels of a user's model push their row's columns along
+TABLE_HEADER = f"{'label':<{LABEL_WIDTH}} {'confidence':>10} {'status':<7} file"
 
 
 def summary_line(labels: Counter[str], unsure: int, errors: int) -> str:
@@ -98,7 +99,7 @@ class _TableWriter(_Writer):
             self.unsure += 1
         else:
             self.labels[result.label] += 1
-        shown = f"{result.label} {format_confidence(result.confidence):>6}" \
+        shown = f"{result.label:<{LABEL_WIDTH}} {format_confidence(result.confidence):>10}" \
             if result.status != ERROR else "error"
         extra = f"  [{_top_shown(result, self.top)}]" if self.top > 1 and result.top else ""
         detail = f"  ({result.detail})" if result.detail else ""
