@@ -9,6 +9,8 @@ line; csv and json add nothing, so they stay one record per line).
 
 from __future__ import annotations
 
+import abc
+
 import csv
 import json
 from collections import Counter
@@ -45,7 +47,7 @@ def _top_shown(result: Result, k: int) -> str:
     return " ".join(f"{label}:{format_confidence(p)}" for label, p in result.top[:k])
 
 
-class _Writer:
+class _Writer(abc.ABC):
     """One output format: `writer(result)` prints its row; start() and finish() frame them."""
 
     def __init__(self, out: TextIO, top: int) -> None:
@@ -54,8 +56,9 @@ class _Writer:
     def start(self) -> None:
         """Before the first row."""
 
+    @abc.abstractmethod
     def __call__(self, result: Result) -> None:
-        raise NotImplementedError
+        """Print one result's row."""
 
     def finish(self) -> None:
         """After the last row."""

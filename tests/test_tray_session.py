@@ -31,8 +31,8 @@ def session(tmp_path: Path):
     desktop.close()
 
 
-def start_run(home: Path, session, model: Path | None = None,
-              backend: str = "appindicator") -> tuple[subprocess.Popen, Path, Path]:
+def start_run(home: Path, session, model: Path | None = None, backend: str = "appindicator",
+              extra: str = "") -> tuple[subprocess.Popen, Path, Path]:
     """`python -m teddywatch run --config FILE` with the real model (or `model`); returns the
     process, its stderr file and its app log file."""
     inbox = home / "inbox"
@@ -42,6 +42,7 @@ def start_run(home: Path, session, model: Path | None = None,
              "[service]\nsettle_seconds = 0.2"]
     if model is not None:
         lines.append(f"[model]\npath = '{model}'")
+    lines.append(extra)
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     env = {**os.environ, **session.env, "HOME": str(home), "PYSTRAY_BACKEND": backend,
            "XDG_STATE_HOME": str(home / "state"), "XDG_DATA_HOME": str(home / "data"),
@@ -60,16 +61,15 @@ def test_the_package_under_test_is_this_checkout(tmp_path: Path) -> None:
     assert Path(out.stdout.strip()).is_relative_to(ROOT)
 
 
-def test_a_wrong_model_path_is_notified_and_the_tray_waits_for_quit(tmp_path: Path,
-                                                                    session) -> None:
-    missing = tmp_path / "models" / "nope.onnx"
-    process, stderr, log_file = start_run(tmp_path / "home", session, model=missing)
+def shown_until_quit(process: subprocess.Popen, stderr: Path, session, needle: str) -> str:
+    """The start-up error reaches the desktop once (naming `needle`) while the error icon stays
+    up; SIGTERM (as Quit does) then ends it with exit code 2 and no traceback. Returns stderr."""
     try:
         notes = wait_for(lambda: [n for n in session.notifications()
                                   if n[1] == "teddywatch could not start"] or process.poll(),
                          timeout=60, what="the start-up error on the desktop")
         assert process.poll() is None, stderr.read_text()  # the error icon stays up
-        assert len(notes) == 1 and str(missing) in notes[0][2]
+        assert len(notes) == 1 and needle in notes[0][2], notes
         process.send_signal(signal.SIGTERM)
         code = process.wait(30)
     finally:
@@ -79,6 +79,14 @@ def test_a_wrong_model_path_is_notified_and_the_tray_waits_for_quit(tmp_path: Pa
     err = stderr.read_text(encoding="utf-8")
     assert code == 2, err
     assert "Traceback" not in err
+    return err
+
+
+def test_a_wrong_model_path_is_notified_and_the_tray_waits_for_quit(tmp_path: Path,
+                                                                    session) -> None:
+    missing = tmp_path / "models" / "nope.onnx"
+    process, stderr, log_file = start_run(tmp_path / "home", session, model=missing)
+    err = shown_until_quit(process, stderr, session, str(missing))
     assert f"error: {missing}: model file not found" in err
     details = log_file.read_text(encoding="utf-8")
     assert "teddywatch could not start" in details and "Traceback" in details  # at DEBUG
@@ -86,33 +94,9 @@ def test_a_wrong_model_path_is_notified_and_the_tray_waits_for_quit(tmp_path: Pa
 
 def test_a_config_that_does_not_load_is_notified_too(tmp_path: Path, session) -> None:
     """Before any service exists (a config mistake), a desktop start still shows the error."""
-    home = tmp_path / "home"
-    process, stderr, log_file = start_run(home, session)
-    process.kill()  # only its config file and environment are wanted here
-    process.wait()
-    config = home / "config.toml"
-    config.write_text(config.read_text() + "[model]\nunsure_treshold = 0.7\n", encoding="utf-8")
-    env = {**os.environ, **session.env, "HOME": str(home), "PYSTRAY_BACKEND": "appindicator",
-           "XDG_STATE_HOME": str(home / "state"), "XDG_CONFIG_HOME": str(home / "config")}
-    with open(stderr, "w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "teddywatch", "run", "--config",
-                                    str(config)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                   stderr=err)
-    try:
-        notes = wait_for(lambda: [n for n in session.notifications()
-                                  if n[1] == "teddywatch could not start"] or process.poll(),
-                         timeout=60, what="the config error on the desktop")
-        assert process.poll() is None, stderr.read_text()  # the error icon stays up
-        assert len(notes) == 1 and "unsure_treshold" in notes[0][2], notes
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    err = stderr.read_text(encoding="utf-8")
-    assert code == 2, err
-    assert "Traceback" not in err
+    process, stderr, _ = start_run(tmp_path / "home", session,
+                                   extra="[model]\nunsure_treshold = 0.7")
+    err = shown_until_quit(process, stderr, session, "unsure_treshold")
     assert any(line.startswith("error: ") and "did you mean 'model.unsure_threshold'" in line
                for line in err.splitlines()), err
 
