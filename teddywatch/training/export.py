@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from teddywatch.engines import ModelError, file_sha256
+from teddywatch.engines.learner_kind import refuse_unservable
 
 METADATA_FORMAT = "teddywatch-model/1"
 
@@ -109,6 +110,7 @@ def export(learner_pkl: Path, out: Path | None = None, check_images: Sequence[Pa
         raise ModelError(f"{learner_pkl}: learner file not found. Give the .pkl written by "
                          "learn.export() or `teddywatch train`.")
     learn = load_learner_cpu(learner_pkl, code)
+    refuse_unservable(learn, learner_pkl)
     labels = tuple(str(v) for v in learn.dls.vocab)
     rs = resize_spec(learn)
     size = rs.pop("size")
