@@ -287,6 +287,9 @@ def _training_module():
         missing = [name for name in ("fastai", "torch") if importlib.util.find_spec(name) is None]
         if missing:
             raise ImportError(f"no module named {', '.join(missing)}")
+        from teddywatch.engines.fastai import quiet_torch_warnings
+
+        quiet_torch_warnings()
         from teddywatch import training
     except ImportError as exc:
         raise ModelError(

@@ -1,6 +1,6 @@
 """Learners teddywatch cannot serve are refused in one paragraph, at export and by both engines.
 
-Each learner is built here from the fixtures (resnet18, random weights, 64 px, no training: the
+Each learner is built here from the fixtures (resnet18, random weights, 128 px, no training: the
 refusals depend on the learner's kind, not on how well it learnt).
 """
 
@@ -18,6 +18,7 @@ pytest.importorskip("fastai", reason="needs the [fastai] extra (fastai)")
 from conftest import FIXTURES, run_cli  # noqa: E402
 from teddywatch import training  # noqa: E402
 from teddywatch.engines import ModelError, load_engine  # noqa: E402
+from teddywatch.training.export_check import ExportCheck  # noqa: E402
 
 FILES = sorted(FIXTURES.glob("*.jpg"))
 
@@ -29,7 +30,7 @@ def _learner(folder: Path, name: str, block, get_y) -> Path:  # noqa: ANN001
 
     torch.manual_seed(0)
     dblock = DataBlock(blocks=(ImageBlock, block), get_items=lambda _: FILES, get_y=get_y,
-                       splitter=RandomSplitter(0.3, seed=0), item_tfms=Resize(64))
+                       splitter=RandomSplitter(0.3, seed=0), item_tfms=Resize(128))
     learn = vision_learner(dblock.dataloaders(FIXTURES, bs=4, num_workers=0), resnet18,
                            pretrained=False)
     path = folder / f"{name}.pkl"
@@ -100,6 +101,7 @@ def test_a_multi_label_onnx_exported_anyway_is_refused_by_the_onnx_engine(
     # As an older teddywatch (or a hand-written .json) would have let it through.
     module = sys.modules["teddywatch.training.export"]  # the package re-exports a function
     monkeypatch.setattr(module, "refuse_unservable", lambda *a: None)
+    monkeypatch.setattr(module, "check_export", lambda *a: ExportCheck(0, 0.0, None))
     rep = training.export(pkl)
     assert rep.onnx.is_file()
     with pytest.raises(ModelError, match="multi-label"):

@@ -119,8 +119,15 @@ def pickled_by_old_fastai(path: Path) -> bool:
     return b"fastcore.transform" in data
 
 
+def quiet_torch_warnings() -> None:
+    """timm/torch warn on import that `torch.jit.script` is deprecated: not the user's business."""
+    warnings.filterwarnings("ignore", message=r".*`torch\.jit\.script` is deprecated",
+                            category=FutureWarning)
+
+
 def load_learner_safely(path: Path, code: Sequence[Path] = ()):  # noqa: ANN201
     """`fastai.learner.load_learner(path, cpu=True)` with teddywatch's ModelError messages."""
+    quiet_torch_warnings()
     try:
         return _load_learner(path, code)
     except ModelError:
