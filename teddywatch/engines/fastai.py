@@ -32,6 +32,8 @@ from PIL import Image
 
 from teddywatch import resources
 from teddywatch.engines import ModelError, file_sha256
+from teddywatch.engines.learner_kind import refuse_unservable
+from teddywatch.engines.probe import check_outputs
 from teddywatch.results import Prediction
 
 log = logging.getLogger(__name__)
@@ -96,8 +98,56 @@ def _main_names() -> set[str]:
     return {"__main__", getattr(spec, "name", "__main__") or "__main__"}
 
 
+def pickled_by_old_fastai(path: Path) -> bool:
+    """True if the pickle names fastcore's `Transform`/`Pipeline` (fastai 2.7 and older).
+
+    fastai 2.8 moved them to the `fasttransform` package; fastcore keeps an empty
+    `fastcore.transform`, so an old learner fails with a confusing "Can't get attribute".
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:  # torch.save's zip format
+            names = [n for n in archive.namelist() if n.endswith("data.pkl")]
+            data = archive.read(names[0]) if names else b""
+    except (OSError, zipfile.BadZipFile, KeyError):
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(64 << 20)
+        except OSError:
+            return False
+    return b"fastcore.transform" in data
+
+
+def quiet_torch_warnings() -> None:
+    """timm/torch warn on import that `torch.jit.script` is deprecated: not the user's business."""
+    warnings.filterwarnings("ignore", message=r".*`torch\.jit\.script` is deprecated",
+                            category=FutureWarning)
+
+
 def load_learner_safely(path: Path, code: Sequence[Path] = ()):  # noqa: ANN201
     """`fastai.learner.load_learner(path, cpu=True)` with teddywatch's ModelError messages."""
+    quiet_torch_warnings()
+    try:
+        return _load_learner(path, code)
+    except ModelError:
+        if not pickled_by_old_fastai(path):
+            raise
+    try:
+        import fastai
+        installed = fastai.__version__
+    except ImportError:
+        installed = "not installed"
+    raise ModelError(
+        f"{path}: this learner was pickled by fastai 2.7 or older (it refers to fastcore's old "
+        f"Transform and Pipeline, which fastai 2.8 replaced), and fastai {installed} cannot "
+        "unpickle it; no --code file can supply them. Either install the fastai version it was "
+        "made with (pip install 'fastai<2.8') to serve it with engine = \"fastai\" or to run "
+        "'teddywatch export' on it, or load it there and re-export it with fastai 2.8 "
+        "(learn.export()).") from None
+
+
+def _load_learner(path: Path, code: Sequence[Path] = ()):  # noqa: ANN202
     try:
         import torch
         from fastai.learner import Learner
@@ -194,11 +244,8 @@ class FastaiEngine:
         if threads:
             torch.set_num_threads(threads)
         self.learn.model.eval()
-        try:
-            vocab = self.learn.dls.vocab
-        except AttributeError:
-            raise ModelError(f"{path}: this learner has no class vocabulary (not a single-label "
-                             "classifier); teddywatch runs image classifiers only.") from None
+        refuse_unservable(self.learn, path)
+        vocab = self.learn.dls.vocab
         if vocab and isinstance(vocab[0], (list, tuple)):  # (L, L) for some learners
             vocab = vocab[-1]
         self.labels = tuple(str(v) for v in vocab)
@@ -208,6 +255,7 @@ class FastaiEngine:
         act = getattr(self.learn.loss_func, "activation", None)
         self._activation = act
         self.concurrent_predict = False  # a Learner's dataloaders are not thread-safe
+        check_outputs(self, path)
 
     def _input_size(self) -> int:
         for t in self.learn.dls.after_item.fs:

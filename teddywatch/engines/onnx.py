@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from teddywatch.engines import ModelError
+from teddywatch.engines.probe import check_outputs
 from teddywatch.imaging import DECODE_THREADS, thread_pool
 from teddywatch.results import Prediction
 
@@ -161,6 +162,7 @@ class OnnxEngine:
         self.model_id = f"{model_path.name}@{sha[:8]}" if sha else model_path.name
         self.session = _open_session(model_path, threads)
         self.input_name = self.session.get_inputs()[0].name
+        check_outputs(self, model_path)
 
     def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
         if not images:

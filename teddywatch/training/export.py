@@ -1,6 +1,6 @@
 """Export a fast.ai learner to ONNX plus the metadata teddywatch's lean engine reads.
 
-    export(learner_pkl, out=None, check_images=()) -> ExportReport
+    export(learner_pkl, out=None, check_images=()) -> ExportReport  (ExportDisagrees: nothing written)
 
 fastai and torch are imported inside the functions (the `[fastai]` extra).
 """
@@ -8,11 +8,14 @@ fastai and torch are imported inside the functions (the `[fastai]` extra).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from teddywatch.engines import ModelError, file_sha256
+from teddywatch.engines.learner_kind import refuse_unservable
+from teddywatch.training.export_check import check_export, default_images
 
 METADATA_FORMAT = "teddywatch-model/1"
 
@@ -91,15 +94,16 @@ def export(learner_pkl: Path, out: Path | None = None, check_images: Sequence[Pa
 
     The ONNX model takes NCHW float32 images (0..1, then normalised as the metadata says) with a
     dynamic batch axis and outputs softmax probabilities over the labels in order. The resize and
-    normalisation in the metadata are read from the learner's own transforms. `check_images` are
-    run through both the learner (its own test_dl) and onnxruntime, and the largest probability
-    difference is reported. `code` lists Python files defining functions the learner was
-    pickled with (see `teddywatch.engines.fastai`).
+    normalisation in the metadata are read from the learner's own transforms. The files are
+    written under hidden `.partial` names and renamed only when the export check passes
+    (`export_check`: the built-in photos plus `check_images`, teddywatch's decoder + onnx engine
+    against `learn.predict`); otherwise ExportDisagrees is raised and nothing is left behind.
+    `code` lists Python files defining functions the learner was pickled with (see
+    `teddywatch.engines.fastai`).
     """
     learner_pkl = Path(learner_pkl)
     out = Path(out) if out is not None else learner_pkl.with_suffix(".onnx")
     try:
-        import numpy as np
         import torch
         import fastai
     except ImportError as e:
@@ -109,6 +113,7 @@ def export(learner_pkl: Path, out: Path | None = None, check_images: Sequence[Pa
         raise ModelError(f"{learner_pkl}: learner file not found. Give the .pkl written by "
                          "learn.export() or `teddywatch train`.")
     learn = load_learner_cpu(learner_pkl, code)
+    refuse_unservable(learn, learner_pkl)
     labels = tuple(str(v) for v in learn.dls.vocab)
     rs = resize_spec(learn)
     size = rs.pop("size")
@@ -116,56 +121,59 @@ def export(learner_pkl: Path, out: Path | None = None, check_images: Sequence[Pa
     act = getattr(learn.loss_func, "activation", None)
     model = learn.model.eval().cpu()
     wrapped = _WithActivation.make(model, act)
-    dummy = torch.rand(2, 3, size[0], size[1])
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():
-        out.unlink()
+    # Written under names teddywatch never serves, renamed only once the check has passed.
+    partial = out.with_name(f".{out.stem}.partial.onnx")
+    partial_meta = partial.with_suffix(".json")
+    try:
+        input_name = _write_onnx(wrapped, size, partial)
+        info = getattr(learn, "teddywatch", None) or {}
+        meta = {
+            "format": METADATA_FORMAT,
+            "name": info.get("name", learner_pkl.stem),
+            "labels": list(labels),
+            "input": {"size": size, "layout": "NCHW", "dtype": "float32", "name": input_name},
+            "output": "probabilities",
+            "resize": rs,
+            "normalize": norm,
+            "unsure_threshold": info.get("unsure_threshold", 0.5),
+            "sha256": file_sha256(partial),
+            "learner_sha256": file_sha256(learner_pkl),
+            "arch": info.get("arch", type(model).__name__),
+            "fastai_version": fastai.__version__,
+            "torch_version": torch.__version__,
+            "training": info.get("training", {}),
+            "scores": info.get("scores", {}),
+        }
+        partial_meta.write_text(json.dumps(meta, indent=1) + "\n")
+        images = default_images() + [Path(p) for p in check_images]
+        check = check_export(learn, learner_pkl, partial, images)
+        meta["export_check"] = {"against": "learn.predict", "images": check.images,
+                                "max_abs_diff": check.max_diff, "labels_agree": True}
+        partial_meta.write_text(json.dumps(meta, indent=1) + "\n")
+        meta_path = out.with_suffix(".json")
+        os.replace(partial_meta, meta_path)
+        os.replace(partial, out)
+    finally:
+        for leftover in (partial, partial_meta):
+            leftover.unlink(missing_ok=True)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {meta_path}; {check}")
+    return ExportReport(out, meta_path, labels, check.max_diff, check.images, True)
+
+
+def _write_onnx(wrapped, size: list[int], path: Path) -> str:  # noqa: ANN001
+    """torch.onnx.export with a dynamic batch axis; checked by onnx; returns the input's name."""
     import warnings
 
+    import onnx
+    import torch
+
+    dummy = torch.rand(2, 3, size[0], size[1])
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, (dummy,), str(out), input_names=["input"],
+        torch.onnx.export(wrapped, (dummy,), str(path), input_names=["input"],
                           output_names=["probabilities"],
                           dynamic_axes={"input": {0: "batch"}, "probabilities": {0: "batch"}},
                           opset_version=17, dynamo=False, external_data=False)
-    import onnx
-    import onnxruntime as ort
-
-    onnx.checker.check_model(str(out))
-    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    input_name = sess.get_inputs()[0].name
-    max_diff, agree, n = 0.0, True, 0
-    imgs = [Path(p) for p in check_images]
-    if imgs:
-        dl = learn.dls.test_dl(imgs, num_workers=0)
-        xb = torch.cat([b[0] for b in dl])  # after_batch applied: normalised tensors
-        with torch.no_grad():
-            ref = wrapped(xb).numpy()
-        got = sess.run(None, {input_name: xb.numpy().astype(np.float32)})[0]
-        max_diff = float(np.abs(ref - got).max())
-        agree = bool((ref.argmax(1) == got.argmax(1)).all())
-        n = len(imgs)
-    info = getattr(learn, "teddywatch", None) or {}
-    meta = {
-        "format": METADATA_FORMAT,
-        "name": info.get("name", learner_pkl.stem),
-        "labels": list(labels),
-        "input": {"size": size, "layout": "NCHW", "dtype": "float32", "name": input_name},
-        "output": "probabilities",
-        "resize": rs,
-        "normalize": norm,
-        "unsure_threshold": info.get("unsure_threshold", 0.5),
-        "sha256": file_sha256(out),
-        "learner_sha256": file_sha256(learner_pkl),
-        "arch": info.get("arch", type(model).__name__),
-        "fastai_version": fastai.__version__,
-        "torch_version": torch.__version__,
-        "training": info.get("training", {}),
-        "scores": info.get("scores", {}),
-        "export_check": {"images": n, "max_abs_diff": max_diff, "labels_agree": agree},
-    }
-    meta_path = out.with_suffix(".json")
-    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {meta_path}; "
-          f"checked {n} images, max probability difference {max_diff:.2e}")
-    return ExportReport(out, meta_path, labels, max_diff, n, agree)
+    onnx.checker.check_model(str(path))
+    return "input"
