@@ -1,0 +1,52 @@
+"""The byte budget for full-size decoded frames: how much decoding may hold at once.
+
+Most formats decode whole before `teddywatch.shrink` can reduce them, so the big cost of a batch
+is the full-size frames being decoded at the same moment, not the small images it keeps. Every
+decode asks `BUDGET` for its frame's bytes (`shrink.frame_bytes`) before it decodes and gives them
+back once the frame is gone. A decode that does not fit waits for the others to finish; one frame
+larger than the whole budget is decoded alone (a 90 Mpx RGBA image needs 360 MB, and refusing it
+would make the limit depend on the mode), so the frames held at once never exceed the larger of
+the budget and the one largest frame.
+
+DECODE_BUDGET_MB = 192: two camera-size photos that are not JPEGs (24 Mpx: 96 MB each, Pillow
+keeps RGB at 4 bytes a pixel) still decode in parallel on the two decode threads, while a
+6000×6000 RGBA PNG (144 MB) decodes alone. With Python, onnxruntime and the model (about 150 MB)
+and a batch's reduced images (a few MB each) that keeps a process under 400 MB.
+"""
+
+from __future__ import annotations
+
+import threading
+
+MB = 1024 * 1024
+DECODE_BUDGET_MB = 192
+
+
+class PixelBudget:
+    """A counting semaphore in bytes; `acquire(n)` blocks while others hold too much."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.used = 0
+        self.peak = 0  # the most held at once (for tests and the benchmark)
+        self._changed = threading.Condition()
+
+    def acquire(self, nbytes: int) -> int:
+        """Wait until `nbytes` (at most the whole budget) fit; the bytes granted, for release."""
+        need = max(0, min(nbytes, self.capacity))
+        with self._changed:
+            while self.used and self.used + need > self.capacity:
+                self._changed.wait()
+            self.used += need
+            self.peak = max(self.peak, self.used)
+        return need
+
+    def release(self, granted: int) -> None:
+        if not granted:
+            return
+        with self._changed:
+            self.used -= granted
+            self._changed.notify_all()
+
+
+BUDGET = PixelBudget(DECODE_BUDGET_MB * MB)
