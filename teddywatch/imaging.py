@@ -20,6 +20,7 @@ from typing import BinaryIO, Iterator, Sequence
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from teddywatch.files import NotAFile, open_regular
+from teddywatch.heap import release_big_blocks
 from teddywatch.jpeg import eighth_scale_scans
 from teddywatch.libwarnings import decoding, last_libtiff_error
 from teddywatch.pixelbudget import BUDGET
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 # (Pillow itself only warns between 1x and 2x the limit, and raises above 2x).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 Image.init()  # every format plugin, so reasons can name a broken file's format
+release_big_blocks()  # a decoded frame's memory goes back to the system when it is freed
 
 # HEIC/HEIF photos from phones (Pillow >= 11.3 reads AVIF by itself). pi-heif is the decode-only
 # build of pillow-heif: the same libheif without the 20 MB GPL x265 encoder teddywatch never uses.

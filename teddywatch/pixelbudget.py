@@ -8,10 +8,12 @@ larger than the whole budget is decoded alone (a 90 Mpx RGBA image needs 360 MB,
 would make the limit depend on the mode), so the frames held at once never exceed the larger of
 the budget and the one largest frame.
 
-DECODE_BUDGET_MB = 192: two camera-size photos that are not JPEGs (24 Mpx: 96 MB each, Pillow
-keeps RGB at 4 bytes a pixel) still decode in parallel on the two decode threads, while a
-6000×6000 RGBA PNG (144 MB) decodes alone. With Python, onnxruntime and the model (about 150 MB)
-and a batch's reduced images (a few MB each) that keeps a process under 400 MB.
+DECODE_BUDGET_MB = 160: one 6000×6000 RGBA PNG (144 MB) fits, and two 20-megapixel photos that
+are not JPEGs (80 MB each: Pillow keeps RGB at 4 bytes a pixel) still decode side by side on the
+two decode threads; HEIC phone photos (12 Mpx, 48 MB) always do. What a batch keeps afterwards is
+small by construction (`shrink`: a 24 Mpx photo becomes 750×500, 1.5 MB). With Python,
+onnxruntime and the model (about 225 MB at the peak of a burst of small files) that keeps
+`teddywatch classify` under 400 MB (bench/hostile_memory.py); 192 MB measured 423 MB.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import threading
 
 MB = 1024 * 1024
-DECODE_BUDGET_MB = 192
+DECODE_BUDGET_MB = 160
 
 
 class PixelBudget:

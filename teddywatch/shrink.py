@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 #: Rows are converted in strips of about this many bytes (RGB, 4 bytes a pixel in Pillow).
-STRIP_BYTES = 8 * 1024 * 1024
+STRIP_BYTES = 4 * 1024 * 1024
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
