@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import platform
 import threading
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_cli
-from teddywatch import imaging, shrink
+from teddywatch import heap, imaging, shrink
 from teddywatch.config import ConfigError, load_config
 from teddywatch.imaging import DecodeError, decode
 from teddywatch.pixelbudget import BUDGET, PixelBudget
@@ -190,3 +191,8 @@ def test_misspelt_decode_key_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"decode\.max_megapixel: unknown key; did you mean "
                                           r"'decode\.max_megapixels'\?"):
         load_config(config)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_freed_frames_go_back_to_the_system_on_glibc() -> None:
+    assert heap.release_big_blocks()
