@@ -13,7 +13,8 @@ are not JPEGs (80 MB each: Pillow keeps RGB at 4 bytes a pixel) still decode sid
 two decode threads; HEIC phone photos (12 Mpx, 48 MB) always do. What a batch keeps afterwards is
 small by construction (`shrink`: a 24 Mpx photo becomes 750×500, 1.5 MB). With Python,
 onnxruntime and the model (about 225 MB at the peak of a burst of small files) that keeps
-`teddywatch classify` under 400 MB (bench/hostile_memory.py); 192 MB measured 423 MB.
+`teddywatch classify` under 400 MB (bench/hostile_memory.py; 192 MB with 8 MB strips measured
+423 MB).
 """
 
 from __future__ import annotations
