@@ -141,6 +141,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise UsageError("--threshold must be between 0 and 1")
     config = active_config(args)
+    from teddywatch.imaging import set_max_megapixels
+    set_max_megapixels(config.decode.max_megapixels)
     problems: list[str] = []
     empty: list[Path] = []
     files = list(iter_image_files(args.paths, problems, empty))

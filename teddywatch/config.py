@@ -93,6 +93,11 @@ class GalleryConfig:
 
 
 @dataclass(frozen=True)
+class DecodeConfig:
+    max_megapixels: float = 90.0  # larger images are refused before they are decoded
+
+
+@dataclass(frozen=True)
 class Config:
     watch: tuple[WatchConfig, ...]
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -101,6 +106,7 @@ class Config:
     sort: SortConfig = field(default_factory=SortConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
     # The file this came from; None when every value is a default.
     source: Path | None = None
 
@@ -150,7 +156,7 @@ class _Parser:
         self.problems: list[str] = []
 
     def parse(self, raw: dict[str, Any]) -> Config:
-        sections = {"watch", "model", "log", "notify", "sort", "service", "gallery"}
+        sections = {"watch", "model", "log", "notify", "sort", "service", "gallery", "decode"}
         self._unknown_keys(raw, sections, "")
         watches = self._watches(raw.get("watch"))
         config = Config(
@@ -161,6 +167,9 @@ class _Parser:
             sort=self._sort(self._table(raw, "sort")),
             service=self._service(self._table(raw, "service")),
             gallery=self._gallery(self._table(raw, "gallery")),
+            decode=self._section(DecodeConfig, self._table(raw, "decode"), "decode",
+                                 max_megapixels=lambda v: None if 0 < v <= 1000 else
+                                 "a number of megapixels above 0, at most 1000"),
             source=self.path,
         )
         self._check_sort_not_watched(config)
@@ -382,7 +391,7 @@ def to_toml(config: Config) -> str:
         lines.append("[[watch]]")
         lines += [_toml_line(f.name, getattr(watch, f.name)) for f in fields(watch)]
         lines.append("")
-    for name in ("model", "log", "notify", "sort", "service", "gallery"):
+    for name in ("model", "log", "notify", "sort", "service", "gallery", "decode"):
         section = getattr(config, name)
         lines.append(f"[{name}]")
         for f in fields(section):

@@ -17,13 +17,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from teddywatch.files import NotAFile, open_regular
+from teddywatch.heap import release_big_blocks
 from teddywatch.jpeg import eighth_scale_scans
 from teddywatch.libwarnings import decoding, last_libtiff_error
+from teddywatch.pixelbudget import BUDGET
 from teddywatch.reasons import bomb_reason, load_failure, open_failure, too_large
+from teddywatch.shrink import frame_bytes, reduce_factor, shrink, to_rgb
 from teddywatch.webp import scaled_decoder
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 # (Pillow itself only warns between 1x and 2x the limit, and raises above 2x).
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 Image.init()  # every format plugin, so reasons can name a broken file's format
+release_big_blocks()  # a decoded frame's memory goes back to the system when it is freed
 
 # HEIC/HEIF photos from phones (Pillow >= 11.3 reads AVIF by itself). pi-heif is the decode-only
 # build of pillow-heif: the same libheif without the 20 MB GPL x265 encoder teddywatch never uses.
@@ -57,9 +60,11 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
     JPEGs are decoded in draft mode (DCT scaling), so a 20-megapixel photo costs a fraction of a
     full decode (progressive ones from only the scans that scale reads, `teddywatch.jpeg`); still
     WebP photos are scaled by libwebp while it decodes (`teddywatch.webp`);
-    other large images (PNG, HEIC photos) are shrunk the same way after decoding (by 2, 4 or 8
-    with a box filter), so a batch never holds full-size photos. The format is read from the
-    file's bytes, never from its extension.
+    other large images (PNG, TIFF, HEIC photos), whatever their mode or bit depth, are made
+    8-bit RGB and shrunk the same way right after decoding (by 2, 4 or 8 with a box filter,
+    `teddywatch.shrink`), so a batch never holds full-size photos. A full-size frame is decoded
+    only once `pixelbudget.BUDGET` has room for it. The format is read from the file's bytes,
+    never from its extension.
     """
     path = Path(path)
     try:
@@ -71,8 +76,9 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
         if size == 0:
             raise DecodeError("empty file (0 bytes)")
         state: dict[str, str] = {}
+        held = [0]  # budget bytes granted; given back once the full-size frame is gone
         try:
-            return _decode_open(handle, min_size, state)
+            return _decode_open(handle, min_size, state, held)
         except DecodeError:
             raise
         except Image.DecompressionBombError as exc:  # Pillow's own, over twice the limit
@@ -88,9 +94,12 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
                           exc_info=True)
             raise DecodeError(load_failure(exc, state.get("format"), size, _head(handle),
                                            last_libtiff_error())) from None
+        finally:
+            BUDGET.release(held[0])
 
 
-def _decode_open(handle: BinaryIO, min_size: int, state: dict[str, str]) -> Image.Image:
+def _decode_open(handle: BinaryIO, min_size: int, state: dict[str, str],
+                 held: list[int]) -> Image.Image:
     with Image.open(handle) as image:
         state["format"] = image.format or ""
         _check_pixels(image)
@@ -103,10 +112,11 @@ def _decode_open(handle: BinaryIO, min_size: int, state: dict[str, str]) -> Imag
         else:
             shortcut = None
         if shortcut is not None:
-            return _to_rgb(ImageOps.exif_transpose(shortcut))
+            return to_rgb(ImageOps.exif_transpose(shortcut))
+        held[0] = BUDGET.acquire(frame_bytes(image.size, image.mode))
         image.load()
-        reduced = _reduce(image, min_size) if image.format != "JPEG" else image
-        return _to_rgb(ImageOps.exif_transpose(reduced))
+        reduced = shrink(image, min_size) if image.format != "JPEG" else image
+        return to_rgb(ImageOps.exif_transpose(reduced))
 
 
 #: Images are decoded on this many threads (Pillow releases the GIL while it decodes).
@@ -148,30 +158,6 @@ def decode_all(paths: Sequence[str | os.PathLike[str]], min_size: int = 224
     yield from thread_pool().map(_timed_decode, paths, [min_size] * len(paths))
 
 
-def _reduce(image: Image.Image, min_size: int) -> Image.Image:
-    """Shrink a large decoded image by 2, 4 or 8 (box filter), keeping both sides >= min_size.
-
-    The same factors JPEG draft mode uses, for formats that cannot scale while decoding.
-    """
-    if image.mode not in ("RGB", "L"):
-        return image
-    factor = _reduce_factor(image.size, min_size)
-    if factor == 1:
-        return image
-    reduced = image.reduce(factor)
-    reduced.info = image.info  # keep the EXIF orientation for exif_transpose
-    reduced.format = image.format
-    return reduced
-
-
-def _reduce_factor(size: tuple[int, int], min_size: int) -> int:
-    """The largest of 8, 4, 2 that keeps both sides >= min_size (1 if none does)."""
-    if min_size <= 0:
-        return 1
-    fit = min(size[0] // min_size, size[1] // min_size)
-    return next((f for f in (8, 4, 2) if f <= fit), 1)
-
-
 def _progressive_at_eighth(handle: BinaryIO, image: Image.Image, full_size: tuple[int, int],
                            min_size: int) -> Image.Image | None:
     """A progressive JPEG in draft mode at 1/8 scale, decoded from only the scans that scale
@@ -197,10 +183,10 @@ def _progressive_at_eighth(handle: BinaryIO, image: Image.Image, full_size: tupl
 def _scaled_webp(handle: BinaryIO, image: Image.Image, min_size: int) -> Image.Image | None:
     """A large still WebP decoded by libwebp straight at the reduced size, or None (use Pillow).
 
-    Same output size as `_reduce` (ceil(side / factor)); libwebp's area-averaging rescaler gives
+    Same output size as `shrink` (ceil(side / factor)); libwebp's area-averaging rescaler gives
     nearly the same pixels as Pillow's box reduce, without the full-size frame.
     """
-    factor = _reduce_factor(image.size, min_size)
+    factor = reduce_factor(image.size, min_size)
     decoder = scaled_decoder() if factor > 1 else None
     if decoder is None or getattr(image, "n_frames", 1) > 1:
         return None
@@ -231,6 +217,11 @@ def max_pixels() -> int:
     return Image.MAX_IMAGE_PIXELS or 0
 
 
+def set_max_megapixels(megapixels: float) -> None:
+    """Set the limit (`[decode] max_megapixels` in the config, validated there) for both guards."""
+    Image.MAX_IMAGE_PIXELS = max(1, round(megapixels * 1_000_000))
+
+
 def _check_pixels(image: Image.Image) -> None:
     width, height = image.size
     if width <= 0 or height <= 0:
@@ -238,24 +229,6 @@ def _check_pixels(image: Image.Image) -> None:
     limit = max_pixels()
     if limit and width * height > limit:
         raise DecodeError(too_large(width * height, limit, (width, height)))
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Flatten alpha onto white (as a viewer shows it) and convert any mode to RGB."""
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit greyscale: scale to 8 bits instead of clipping to white.
-        wide = np.asarray(image.convert("I"), dtype=np.int64)
-        image = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), "L")
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return image
 
 
 def _head(handle: BinaryIO) -> bytes:

@@ -32,7 +32,8 @@ def mpx(pixels: int) -> str:
 def too_large(pixels: int, limit: int, size: tuple[int, int] | None = None) -> str:
     """The one wording of the pixel limit, wherever an image is refused for it."""
     dims = f"{size[0]}×{size[1]} = " if size else ""
-    return f"image too large: {dims}{mpx(pixels)} Mpx over the {mpx(limit)} Mpx limit"
+    return (f"image too large: {dims}{mpx(pixels)} Mpx over the {mpx(limit)} Mpx limit "
+            "(decode.max_megapixels in the config)")
 
 
 def bomb_reason(exc: Exception, limit: int) -> str:

@@ -21,6 +21,7 @@ from typing import Callable, Union
 
 from teddywatch.config import Config
 from teddywatch.engines import Engine, load_engine
+from teddywatch.imaging import set_max_megapixels
 from teddywatch.ledger import Ledger
 from teddywatch.results import ERROR, Result, format_confidence
 from teddywatch.runlock import RunLock
@@ -101,6 +102,7 @@ class Service:
 
     def _start_parts(self) -> None:
         config = self.config
+        set_max_megapixels(config.decode.max_megapixels)
         self._lock_file = RunLock(config.log.path)
         self._lock_file.acquire()  # AlreadyRunning: another service has this log
         self._ledger = Ledger(config.log.path, wrap=self._wrap_log_file)
