@@ -23,9 +23,9 @@ import pytest
 from PIL import Image
 
 from gui_tools import DesktopSession, require_binaries, start_desktop_session, wait_for
+from test_tray import StubEngine  # stands in for the model only: a fixed answer
 from teddywatch.config import (Config, GalleryConfig, LogConfig, NotifyConfig, ServiceConfig,
                                WatchConfig)
-from teddywatch.results import Prediction
 from teddywatch.sinks import notifier
 from teddywatch.sinks.notifier import Message, Notifier
 
@@ -33,18 +33,6 @@ pytestmark = pytest.mark.timeout(120)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-
-class StubEngine:
-    model_id = "stub"
-    labels = ("black", "grizzly", "other", "teddy")
-    decode_size = 64
-    default_threshold = 0.5
-
-    def predict(self, images) -> list[Prediction]:
-        return [Prediction("teddy", 0.997, (("teddy", 0.997),)) for _ in images]
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
