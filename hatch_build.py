@@ -8,7 +8,8 @@ from pathlib import Path
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SHIPPED = ("models/bears-int8.onnx", "models/bears-int8.json", "config.example.toml")
+SHIPPED = ("models/bears-int8.onnx", "models/bears-int8.json", "models/bears-int8.anchors.npz",
+           "models/bears-int8.checkset.npz", "config.example.toml")
 
 
 class CustomBuildHook(BuildHookInterface):

@@ -1,9 +1,10 @@
 /* A small stand-in for NumPy's bundled OpenBLAS (libscipy_openblas64_*.so, 25 MB), for the frozen
  * teddywatch app only.
  *
- * NumPy links OpenBLAS for matrix products (dot, matmul, inner) and numpy.linalg. teddywatch never
- * uses either: onnxruntime does the network's arithmetic with its own kernels, and the
- * preprocessing is elementwise. But numpy's extension modules need every symbol to load, and
+ * NumPy links OpenBLAS for matrix products (dot, matmul, inner) and numpy.linalg. onnxruntime does
+ * the network's arithmetic with its own kernels and the preprocessing is elementwise; the only
+ * matrix products are `teddywatch learn`'s small ones (teddywatch/teach/adapter.py), which the
+ * plain loops below do in seconds, and teddywatch never uses numpy.linalg. But numpy's extension modules need every symbol to load, and
  * `import numpy` itself checks `ones(2, float32).dot(...)`. So this library provides:
  *
  *   - the CBLAS level 1-3 routines NumPy calls (dot, axpy, gemv, gemm, syrk; real and complex) as

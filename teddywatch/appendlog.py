@@ -44,6 +44,9 @@ class AppendFile:
     def _append_raw(self, data: bytes) -> None:
         assert self._fd is not None
         try:
+            # Another writer (a correction row from `teddywatch correct`, teach/record.py) may
+            # have appended whole records since: they are good too, and a cut-back must keep them.
+            self._size = max(self._size, os.fstat(self._fd).st_size)
             self._write_all(data)
             os.fsync(self._fd)
         except OSError:

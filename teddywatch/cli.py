@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from teddywatch import __version__, resources
 from teddywatch.cli_app import APP_COMMANDS
+from teddywatch.cli_teach import TEACH_COMMANDS
 from teddywatch.cli_common import (EXIT_BUG, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED,
                                    EXIT_USER, UsageError, active_config)
 from teddywatch.config import IMAGE_PATTERNS, Config, ConfigError
@@ -131,8 +132,11 @@ def open_engine(args: argparse.Namespace, config: Config, threads: int | None = 
         log.debug("using the configured fast.ai learner %s", model)
     if threads is None:
         threads = config.model.threads if args.threads is None else args.threads
-    return load_engine(model, args.engine or config.model.engine, threads=threads,
-                       code=tuple(args.code) or config.model.code)
+    from teddywatch.teach.engine import with_learning
+
+    # The version `teddywatch learn` made from the user's corrections, if any (teach/engine.py).
+    return with_learning(load_engine(model, args.engine or config.model.engine, threads=threads,
+                                     code=tuple(args.code) or config.model.code))
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -348,5 +352,5 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    APP_COMMANDS[0], _add_classify, _add_train, _add_export, *APP_COMMANDS[1:],
+    APP_COMMANDS[0], _add_classify, *TEACH_COMMANDS, _add_train, _add_export, *APP_COMMANDS[1:],
 ]

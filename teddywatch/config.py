@@ -98,6 +98,12 @@ class DecodeConfig:
 
 
 @dataclass(frozen=True)
+class LearnConfig:
+    auto: bool = False  # the service runs `teddywatch learn` by itself after `after` corrections
+    after: int = 3
+
+
+@dataclass(frozen=True)
 class Config:
     watch: tuple[WatchConfig, ...]
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -107,6 +113,7 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    learn: LearnConfig = field(default_factory=LearnConfig)
     # The file this came from; None when every value is a default.
     source: Path | None = None
 
@@ -156,7 +163,8 @@ class _Parser:
         self.problems: list[str] = []
 
     def parse(self, raw: dict[str, Any]) -> Config:
-        sections = {"watch", "model", "log", "notify", "sort", "service", "gallery", "decode"}
+        sections = {"watch", "model", "log", "notify", "sort", "service", "gallery", "decode",
+                    "learn"}
         self._unknown_keys(raw, sections, "")
         watches = self._watches(raw.get("watch"))
         config = Config(
@@ -170,6 +178,9 @@ class _Parser:
             decode=self._section(DecodeConfig, self._table(raw, "decode"), "decode",
                                  max_megapixels=lambda v: None if 0 < v <= 1000 else
                                  "a number of megapixels above 0, at most 1000"),
+            learn=self._section(LearnConfig, self._table(raw, "learn"), "learn",
+                                after=lambda v: None if 1 <= v <= 1000 else
+                                "a number of corrections from 1 to 1000"),
             source=self.path,
         )
         self._check_sort_not_watched(config)
@@ -391,7 +402,7 @@ def to_toml(config: Config) -> str:
         lines.append("[[watch]]")
         lines += [_toml_line(f.name, getattr(watch, f.name)) for f in fields(watch)]
         lines.append("")
-    for name in ("model", "log", "notify", "sort", "service", "gallery", "decode"):
+    for name in ("model", "log", "notify", "sort", "service", "gallery", "decode", "learn"):
         section = getattr(config, name)
         lines.append(f"[{name}]")
         for f in fields(section):

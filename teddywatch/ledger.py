@@ -25,7 +25,7 @@ from typing import Callable, Iterator
 
 from teddywatch.appendlog import AppendFile
 from teddywatch.csvcells import restore, spreadsheet_safe
-from teddywatch.results import ERROR, FileId, Result
+from teddywatch.results import CORRECTED, ERROR, FileId, Result
 from teddywatch.sinks import SinkUnavailable
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ class ReadBack:
     bad_lines: list["BadLine"] = field(default_factory=list)
 
     def add(self, result: Result) -> None:
+        if result.status == CORRECTED:  # the user's word on an earlier row: not a classification
+            return
         self.rows += 1
         self.done.add(result.file)
         self.recent.append(result)
@@ -153,16 +155,17 @@ class BadLine:
     counted: bool = False  # read as a row all the same (only its bytes are odd)
 
 
-def read_results(path: Path) -> Iterator[Result]:
+def read_results(path: Path, *, corrections: bool = False) -> Iterator[Result]:
     """Every readable row of the log at `path` as a Result, oldest first (none if no log).
 
-    Bad lines and a torn last row are skipped silently here; `Ledger.open` reports them.
+    Rows of the user's corrections (status `corrected`) only with `corrections=True`. Bad lines
+    and a torn last row are skipped silently here; `Ledger.open` reports them.
     """
     if not path.exists():
         return
     with open(path, "rb") as raw:
         for item in _parse(path, raw):
-            if isinstance(item, Result):
+            if isinstance(item, Result) and (corrections or item.status != CORRECTED):
                 yield item
 
 

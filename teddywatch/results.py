@@ -18,6 +18,8 @@ OK = "ok"
 UNSURE = "unsure"
 ERROR = "error"
 STATUSES = (OK, UNSURE, ERROR)
+# A row the user added by saying a result was wrong (`teddywatch correct`); not a classification.
+CORRECTED = "corrected"
 
 # The label reported for a file that could not be classified at all.
 ERROR_LABEL = "error"
@@ -63,6 +65,9 @@ class Prediction:
     label: str
     confidence: float
     top: tuple[tuple[str, float], ...] = ()
+    # The model that answered, when it differs from the engine's model_id of the moment (a
+    # learned version switched in between two batches: teddywatch/teach/engine.py).
+    model: str = ""
 
 
 @dataclass(frozen=True)

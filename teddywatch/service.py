@@ -21,6 +21,11 @@ from typing import Callable, Union
 
 from teddywatch.config import Config
 from teddywatch.engines import Engine, load_engine
+from teddywatch.teach.auto import AutoLearner
+from teddywatch.teach.corrections import Correction
+from teddywatch.teach.engine import LearnedEngine, learned_name, with_learning
+from teddywatch.teach.learn import LearnReport
+from teddywatch.teach.record import correct_file, undo_correction
 from teddywatch.imaging import set_max_megapixels
 from teddywatch.ledger import Ledger
 from teddywatch.results import ERROR, Result, format_confidence
@@ -83,6 +88,7 @@ class Service:
         self._jobs: JobQueue | None = None
         self._worker: Worker | None = None
         self._watcher: Watcher | None = None
+        self._learner: AutoLearner | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -111,8 +117,11 @@ class Service:
         self._errors_today = readback.errors_today
         self._last_result = readback.recent[-1] if readback.recent else None
         if self._engine is None:
-            self._engine = load_engine(config.model.path, config.model.engine,
-                                       threads=config.model.threads, code=config.model.code)
+            # Serves the version `teddywatch learn` made, and the next one as soon as it is
+            # made, between two batches (teach/engine.py).
+            self._engine = with_learning(load_engine(
+                config.model.path, config.model.engine, threads=config.model.threads,
+                code=config.model.code))
         self._sinks = self._build_sinks(readback.recent)
         self._jobs = JobQueue(config.service.queue_size, done=readback.done)
         threshold = config.model.unsure_threshold
@@ -122,6 +131,10 @@ class Service:
                               on_blocked=self._on_log_blocked,
                               on_unblocked=self._on_log_unblocked, retry_max=self._retry_max)
         self._worker.start()
+        if config.learn.auto and isinstance(self._engine, LearnedEngine):
+            self._learner = AutoLearner(config.model.path, self._engine.base.model_id,
+                                        config.learn.after, on_learned=self._on_learned)
+            self._learner.start()
         self._watcher = Watcher(config.watch, self._jobs,
                                 settle_seconds=config.service.settle_seconds,
                                 rescan_seconds=config.service.rescan_minutes * 60,
@@ -162,6 +175,9 @@ class Service:
         self._set_state(STOPPED)
 
     def _close_parts(self, timeout: float = 10.0) -> None:
+        if self._learner is not None:
+            self._learner.stop()
+            self._learner = None
         if self._watcher is not None:
             self._watcher.stop()
         if self._worker is not None and not self._worker.stop(timeout):
@@ -257,6 +273,35 @@ class Service:
         self._publish_status()
         if self._watcher is not None:
             self._watcher.request_scan()  # files the full queue turned away meanwhile
+
+    # --- teaching (the tray and the gallery server call these; teddywatch/teach/ does it) -----
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self._engine.labels) if self._engine is not None else ()
+
+    def correct(self, path: str, label: str) -> Correction:
+        """Record that `path` shows `label`; raises CorrectionError with a one-line reason."""
+        correction = correct_file(path, label, log_path=self.config.log.path, labels=self.labels)
+        if self._learner is not None:
+            self._learner.nudge()
+        return correction
+
+    def undo_correction(self, path: str) -> Correction | None:
+        return undo_correction(path, log_path=self.config.log.path)
+
+    def undo_learning(self) -> str:
+        """Go back to the model version used before; says which one is in use now."""
+        engine = self._engine
+        if not isinstance(engine, LearnedEngine):
+            return "this model does not learn"
+        step = engine.versions.undo()
+        return (f"now classifying with {learned_name(engine.base.model_id, step[1])}"
+                if step else "already using the shipped model")
+
+    def _on_learned(self, report: LearnReport) -> None:
+        self._tell("teddywatch learned from your corrections", report.lines()[-1])
+        self._publish_status()
 
     def _tell(self, title: str, body: str) -> None:
         """A notification on its own short thread: a hanging D-Bus call must not stop the

@@ -101,7 +101,8 @@ def _predict_all(engine: Engine, jobs: Sequence[Job],
         job = jobs[index]
         out.append((index, Result(
             path=job.path, label=prediction.label, confidence=prediction.confidence,
-            status=status_for(prediction.confidence, threshold), model=engine.model_id,
+            status=status_for(prediction.confidence, threshold),
+            model=prediction.model or engine.model_id,
             seconds=decode_seconds + share, size=job.file.size, mtime_ns=job.file.mtime_ns,
             top=prediction.top)))
     return out

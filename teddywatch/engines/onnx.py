@@ -23,6 +23,9 @@ from teddywatch.engines.probe import check_outputs
 from teddywatch.imaging import DECODE_THREADS, thread_pool
 from teddywatch.results import Prediction
 
+#: The optional second output: what the model's last layer reads (training/features_output.py).
+FEATURES_OUTPUT = "features"
+
 log = logging.getLogger(__name__)
 
 METADATA_FORMAT = "teddywatch-model/1"
@@ -162,11 +165,22 @@ class OnnxEngine:
         self.model_id = f"{model_path.name}@{sha[:8]}" if sha else model_path.name
         self.session = _open_session(model_path, threads)
         self.input_name = self.session.get_inputs()[0].name
+        outputs = [o.name for o in self.session.get_outputs()]
+        # Models exported by this teddywatch also return what their last layer reads; `learn`
+        # fits the user's corrections on it (teddywatch/teach/).
+        self.features_output = FEATURES_OUTPUT if FEATURES_OUTPUT in outputs[1:] else None
+        self._outputs = [outputs[0]]
         check_outputs(self, model_path)
 
     def predict(self, images: Sequence[Image.Image]) -> list[Prediction]:
         if not images:
             return []
+        probabilities, _ = self.predict_arrays(images)
+        return [_prediction(self.labels, row) for row in probabilities]
+
+    def predict_arrays(self, images: Sequence[Image.Image], *, features: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities (n x labels) and, if asked and the model has them, features (n x d)."""
         batch = np.empty((len(images), 3, self.preprocess.height, self.preprocess.width),
                          dtype=np.float32)
         if len(images) == 1 or DECODE_THREADS == 1:
@@ -174,9 +188,11 @@ class OnnxEngine:
                 self.preprocess.to_array(image, batch[index])
         else:  # resize + normalise on the decode threads (Pillow and NumPy release the GIL)
             list(thread_pool().map(self.preprocess.to_array, images, batch))
-        (scores,) = self.session.run(None, {self.input_name: batch})
+        names = self._outputs + ([self.features_output]
+                                 if features and self.features_output else [])
+        scores, *extra = self.session.run(names, {self.input_name: batch})
         probabilities = scores if self.outputs_probabilities else _softmax(scores)
-        return [_prediction(self.labels, row) for row in probabilities]
+        return probabilities, (extra[0] if extra else None)
 
     def close(self) -> None:
         self.session = None  # onnxruntime frees the session when it is collected

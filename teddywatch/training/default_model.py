@@ -225,6 +225,7 @@ def quantize_int8(fp32: Path, calibration: Sequence[Path]) -> Path:
     from teddywatch.engines import file_sha256
     from teddywatch.engines.onnx import OnnxEngine, read_metadata
     from teddywatch.training import quantize
+    from teddywatch.training.features_output import add_features_output
 
     from onnxruntime.quantization import CalibrationMethod
 
@@ -236,6 +237,7 @@ def quantize_int8(fp32: Path, calibration: Sequence[Path]) -> Path:
     info = quantize.quantize(fp32, out, reader,
                              size=(engine.preprocess.height, engine.preprocess.width),
                              calibrate_method=CalibrationMethod.Percentile)
+    add_features_output(out)  # kept by the quantiser already; made sure of here
     info["calibration_method"] = "Percentile (99.999)"
     info["calibration_set"] = {"images": len(calibration),
                                "rule": "training split only (data.split_of == 'train'), a "
@@ -255,6 +257,7 @@ def build(data_dir: Path, out_dir: Path, variants: dict[str, HeadConfig] = VARIA
     import torch
 
     from teddywatch.training import head as H
+    from teddywatch.training.anchors import write_sets
     from teddywatch.training.export import export
 
     t0 = time.time()
@@ -311,7 +314,9 @@ def build(data_dir: Path, out_dir: Path, variants: dict[str, HeadConfig] = VARIA
     checks = [it.path for it in random.Random(1).sample(train_items, 8)]
     rep = export(pkl, Path(out_dir) / f"{NAME}.onnx", checks)
     calib = random.Random(0).sample([it.path for it in train_items], 320)
-    quantize_int8(rep.onnx, calib)
+    int8 = quantize_int8(rep.onnx, calib)
+    for model in (rep.onnx, int8):  # what `teddywatch learn` keeps and checks (teach/)
+        write_sets(model, learn_items)
     print(f"built {NAME} in {time.time() - t0:.0f} s: {pkl}, {rep.onnx}", flush=True)
     return info
 

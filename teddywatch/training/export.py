@@ -16,6 +16,7 @@ from typing import Sequence
 from teddywatch.engines import ModelError, file_sha256
 from teddywatch.engines.learner_kind import refuse_unservable
 from teddywatch.training.export_check import check_export, default_images
+from teddywatch.training.features_output import FEATURES_OUTPUT, add_features_output
 
 METADATA_FORMAT = "teddywatch-model/1"
 
@@ -127,6 +128,7 @@ def export(learner_pkl: Path, out: Path | None = None, check_images: Sequence[Pa
     partial_meta = partial.with_suffix(".json")
     try:
         input_name = _write_onnx(wrapped, size, partial)
+        features = add_features_output(partial)  # what `teddywatch learn` fits on (teach/)
         info = getattr(learn, "teddywatch", None) or {}
         meta = {
             "format": METADATA_FORMAT,
@@ -134,6 +136,7 @@ def export(learner_pkl: Path, out: Path | None = None, check_images: Sequence[Pa
             "labels": list(labels),
             "input": {"size": size, "layout": "NCHW", "dtype": "float32", "name": input_name},
             "output": "probabilities",
+            "features": {"output": FEATURES_OUTPUT, "size": features},
             "resize": rs,
             "normalize": norm,
             "unsure_threshold": info.get("unsure_threshold", 0.5),
