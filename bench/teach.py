@@ -188,13 +188,16 @@ def table(results: list[dict]) -> str:
 def tune(items: list[data.Item], seeds: int) -> FitSettings:
     scenario = scenarios(items)[0]
     best, best_error = FitSettings(), None
-    for l2, bear, steps in itertools.product((1e-2, 3e-3, 1e-3), (1.0, 3.0), (150, 300)):
-        settings = replace(FitSettings(), l2=l2, bear_anchor_weight=bear, steps=steps)
+    ladders = ((3200.0, 1600.0, 800.0, 400.0, 200.0, 100.0, 50.0, 25.0, 10.0),)
+    for l2, bear, steps, ladder in itertools.product((3e-1, 1e-1, 3e-2), (3.0, 10.0), (300, 600),
+                                                     ladders):
+        settings = replace(FitSettings(), l2=l2, bear_anchor_weight=bear, steps=steps,
+                           correction_weights=ladder)
         r = play(scenario, items, seeds, settings, evaluate_on="B")
         s = r["steps"][10]
         drop = r["before"]["bears_right"] - s["bears_right"]
-        print(f"{asdict(settings)}: error at 10 {s['kind_error']:.3f}, bears drop {drop:.4f}",
-              flush=True)
+        print(f"{asdict(settings)}: error {r['before']['kind_error']:.3f} -> at 10 "
+              f"{s['kind_error']:.3f}, bears drop {drop:.4f}", flush=True)
         if drop <= 0.005 and (best_error is None or s["kind_error"] < best_error):
             best, best_error = settings, s["kind_error"]
     print(f"chosen: {asdict(best)}")

@@ -39,6 +39,12 @@ def app_files(config: Config, config_path: Path | None) -> list[AppFile]:
     files.append(AppFile("thumbnails", page.parent / THUMBS_DIR,
                          f"and {VERSION_NAME}, which an open page watches to reload itself"
                          if config.gallery.enabled else "off"))
+    from teddywatch.teach import corrections, versions
+
+    files.append(AppFile("corrections", corrections.default_root(),
+                         "your corrections: a small copy of each picture and journal.csv"))
+    files.append(AppFile("learned models", versions.default_root(),
+                         "every version 'teddywatch learn' made, and which is in use"))
     files.append(AppFile("app log", resources.log_dir() / LOG_FILE_NAME,
                          "rotated at 1 MB, 3 old copies kept"))
     files.append(AppFile("start at login", _autostart_entry(),

@@ -286,6 +286,10 @@ def _add_train(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     train.add_argument("--negatives", type=Path, metavar="DIR",
                        help="pictures that show none of the labels, learnt as 'other' (and the "
                             "grouped ImageNet head keeps the rest of the world 'other' too)")
+    train.add_argument("--corrections", action="store_true",
+                       help="also train on your corrections ('teddywatch correct', the tray, the "
+                            "gallery): a full fast.ai fine-tune, where 'teddywatch learn' only "
+                            "adapts the model in the lean runtime")
     train.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
                        help="where the learner, ONNX model, metadata and reports go")
     train.set_defaults(handler=cmd_train)
@@ -330,6 +334,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.data_dir}: not a folder; expected one sub-folder per label")
     training = _training_module()
     options: dict[str, object] = {"arch": args.arch, "negatives_dir": args.negatives}
+    if args.corrections:
+        from teddywatch.teach.corrections import CorrectionStore
+
+        active = [c for c in CorrectionStore().active() if c.example and c.example.is_file()]
+        if not active:
+            raise UsageError("--corrections: no corrections yet ('teddywatch correct FILE LABEL')")
+        options["corrections"] = [(c.example, c.label) for c in active]
+        print(f"training on {len(active)} correction{'s' * (len(active) != 1)} too")
     if args.epochs is not None:
         options["epochs"] = args.epochs
     report = training.train(args.data_dir, args.out, **options)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from teddywatch.cli_common import EXIT_OK, EXIT_USER, UsageError, active_config
 from teddywatch.config import Config
+from teddywatch.teach.engine import learned_name
 
 
 def _add_correct(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -94,8 +95,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
             if step is None:
                 print("already using the shipped model; nothing to undo")
                 return EXIT_USER
-            print(f"now classifying with {_name(versions.model_id, step[1])} "
-                  f"(was {_name(versions.model_id, step[0])})")
+            print(f"now classifying with {learned_name(versions.model_id, step[1])} "
+                  f"(was {learned_name(versions.model_id, step[0])})")
             return EXIT_OK
         return _status(versions)
     try:
@@ -114,10 +115,6 @@ def _model_id(model: Path) -> str:
     return f"{model.name}@{sha[:8]}" if sha else model.name
 
 
-def _name(model_id: str, version: int) -> str:
-    return model_id if version == 0 else f"{model_id}+v{version}"
-
-
 def _status(versions) -> int:  # noqa: ANN001
     from teddywatch.teach.corrections import CorrectionStore
 
@@ -127,7 +124,7 @@ def _status(versions) -> int:  # noqa: ANN001
         print(f"  {c.path}: {c.label}" + (f" (was {c.was})" if c.was else ""))
     learned = versions.versions()
     print(f"learned versions: {', '.join(f'v{v}' for v in learned) or 'none'}; in use: "
-          f"{_name(versions.model_id, versions.current())}")
+          f"{learned_name(versions.model_id, versions.current())}")
     return EXIT_OK
 
 

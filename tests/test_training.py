@@ -133,3 +133,30 @@ def test_grouped_head_is_imagenet_probability_mass() -> None:
     assert torch.allclose(q[:, 1], p[:, 294], atol=1e-6)
     assert torch.allclose(q[:, 2], p[:, 850], atol=1e-6)
     assert torch.allclose(q.sum(1), torch.ones(3), atol=1e-6)
+
+
+def test_train_with_corrections_trains_on_the_users_examples_too(tmp_path: Path) -> None:
+    """`teddywatch train --corrections`: the corrections' example pictures join the training
+    side (never the held-out part), labelled as the user said."""
+    data = tmp_path / "data"
+    for p in FIXTURE_FILES:
+        (data / _label(p)).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, data / _label(p) / p.name)
+    example = tmp_path / "corrections" / "plush_example.jpg"
+    example.parent.mkdir()
+    shutil.copy(FIXTURES / "other_plush.jpg", example)
+    kw = dict(arch="resnet18", epochs=1, holdout=0, size=64, batch_size=4, valid_pct=0.3,
+              freeze_epochs=1, progress=False, export_onnx=False)
+    plain = training.train(data, tmp_path / "plain", **kw)
+    taught = training.train(data, tmp_path / "taught", corrections=[(example, "teddy")], **kw)
+    assert taught.n_train + taught.n_valid == plain.n_train + plain.n_valid + 1
+
+
+def test_train_corrections_without_any_says_so(tmp_path: Path, user_env) -> None:
+    from conftest import run_cli
+
+    (tmp_path / "d" / "a").mkdir(parents=True)
+    (tmp_path / "d" / "b").mkdir()
+    done = run_cli("train", str(tmp_path / "d"), "--corrections", env=user_env)
+    assert done.returncode == 2
+    assert "no corrections yet" in done.stderr and "Traceback" not in done.stderr

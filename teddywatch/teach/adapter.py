@@ -15,6 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -25,14 +26,16 @@ FORMAT = "teddywatch-adapter/1"
 class FitSettings:
     """How hard corrections pull against the anchors. Chosen on a tuning split (bench/teach.py).
 
-    `learn` tries the correction weights strongest first and keeps the first adapter that passes
-    the check (teach/learn.py): as much of the corrections as the check pictures allow.
+    A correction weighs `correction_weights[i]` anchors. `learn` tries the weights strongest
+    first, each fit starting from the last, and keeps the first adapter that passes the check
+    (teach/learn.py): as much of the corrections as the check pictures allow.
     """
 
-    l2: float = 3e-3            # pull of W towards zero, per feature
-    correction_weights: tuple[float, ...] = (10.0, 5.0, 2.0, 1.0)
-    bear_anchor_weight: float = 3.0  # anchors the model must keep: weight of its non-`other` ones
-    steps: int = 300
+    l2: float = 3e-2            # pull of W towards zero, per feature
+    correction_weights: tuple[float, ...] = (3200.0, 1600.0, 800.0, 400.0, 200.0, 100.0, 50.0,
+                                             25.0, 10.0)
+    bear_anchor_weight: float = 10.0  # anchors the model must keep: weight of its non-`other` ones
+    steps: int = 300            # for the first fit; each weaker one continues for a third of it
     learning_rate: float = 0.05
 
 
@@ -50,7 +53,7 @@ class Adapter:
         return softmax(_logits(probabilities) + self.delta(features))
 
     def delta(self, features: np.ndarray) -> np.ndarray:
-        x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
+        x = (np.asarray(features, dtype=np.float32) - self.mean) / self.scale
         return x @ self.weight.T + self.bias
 
     def save(self, path: Path) -> None:
@@ -96,8 +99,8 @@ class Anchors:
     @classmethod
     def load(cls, path: Path) -> "Anchors":
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["features"].astype(np.float64),
-                       data["probabilities"].astype(np.float64), data["labels"].astype(int))
+            return cls(data["features"].astype(np.float32),
+                       data["probabilities"].astype(np.float32), data["labels"].astype(int))
 
     def kept(self) -> "Anchors":
         """Only the anchors the model answers right (or whose label is unknown): keeping a wrong
@@ -120,34 +123,39 @@ def checkset_path(model: Path) -> Path:
 
 def fit_adapter(labels: tuple[str, ...], features: np.ndarray, probabilities: np.ndarray,
                 targets: np.ndarray, anchors: Anchors, settings: FitSettings = FitSettings(),
-                correction_weight: float | None = None, other_label: str = "other") -> Adapter:
-    """Fit W, b on corrections (features, the model's probabilities, target label indices)."""
-    if correction_weight is None:
-        correction_weight = settings.correction_weights[0]
-    features = np.asarray(features, dtype=np.float64)
+                other_label: str = "other") -> Iterator[tuple[float, Adapter]]:
+    """Adapters for corrections (features, the model's probabilities, target label indices), one
+    per correction weight in `settings.correction_weights`, strongest first (lazily: stop
+    iterating once one will do)."""
+    features = np.asarray(features, dtype=np.float32)
     anchors = anchors.kept()
     reference = anchors.features if len(anchors.features) >= 2 else features
-    mean = reference.mean(axis=0)
-    scale = reference.std(axis=0) + 1e-3
+    mean = reference.mean(axis=0).astype(np.float32)
+    scale = (reference.std(axis=0) + 1e-3).astype(np.float32)
     xc = (features - mean) / scale
-    xa = (np.asarray(anchors.features, dtype=np.float64) - mean) / scale
+    xa = ((np.asarray(anchors.features, dtype=np.float32) - mean) / scale)
     zc, za = _logits(probabilities), _logits(anchors.probabilities)
-    onehot = np.eye(len(labels))[targets]
-    pa = np.asarray(anchors.probabilities, dtype=np.float64)
+    onehot = np.eye(len(labels), dtype=np.float32)[targets]
+    pa = np.asarray(anchors.probabilities, dtype=np.float32)
     other = labels.index(other_label) if other_label in labels else -1
-    anchor_weight = np.where(anchors.labels == other, 1.0, settings.bear_anchor_weight)[:, None]
-    n_c, n_a = max(len(xc), 1), max(len(xa), 1)
+    anchor_weight = np.where(anchors.labels == other, 1.0, settings.bear_anchor_weight
+                             ).astype(np.float32)[:, None]
+    total = float(anchor_weight.sum()) + 1.0  # every term is per anchor-equivalent
 
-    weight = np.zeros((len(labels), xc.shape[1]))
-    bias = np.zeros(len(labels))
-    adam = _Adam((weight, bias), settings.learning_rate)
-    for _ in range(settings.steps):
-        grad_c = correction_weight * (softmax(zc + xc @ weight.T + bias) - onehot) / n_c
-        grad_a = anchor_weight * (softmax(za + xa @ weight.T + bias) - pa) / n_a
-        grad_w = grad_c.T @ xc + grad_a.T @ xa + 2 * settings.l2 * weight
-        grad_b = grad_c.sum(axis=0) + grad_a.sum(axis=0)
-        adam.step((grad_w, grad_b))
-    return Adapter(labels=tuple(labels), mean=mean, scale=scale, weight=weight, bias=bias)
+    weight = np.zeros((len(labels), xc.shape[1]), dtype=np.float32)
+    bias = np.zeros(len(labels), dtype=np.float32)
+    steps = settings.steps
+    for correction_weight in settings.correction_weights:
+        adam = _Adam((weight, bias), settings.learning_rate)
+        for _ in range(steps):
+            grad_c = correction_weight * (softmax(zc + xc @ weight.T + bias) - onehot) / total
+            grad_a = anchor_weight * (softmax(za + xa @ weight.T + bias) - pa) / total
+            grad_w = grad_c.T @ xc + grad_a.T @ xa + 2 * settings.l2 * weight
+            grad_b = grad_c.sum(axis=0) + grad_a.sum(axis=0)
+            adam.step((grad_w, grad_b))
+        yield correction_weight, Adapter(labels=tuple(labels), mean=mean, scale=scale,
+                                         weight=weight.copy(), bias=bias.copy())
+        steps = max(1, settings.steps // 3)
 
 
 class _Adam:
@@ -169,7 +177,7 @@ class _Adam:
 
 
 def _logits(probabilities: np.ndarray) -> np.ndarray:
-    return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-7, 1.0))
+    return np.log(np.clip(np.asarray(probabilities, dtype=np.float32), 1e-7, 1.0))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

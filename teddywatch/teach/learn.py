@@ -7,8 +7,8 @@ with onnxruntime and NumPy only (no torch, no fastai).
 2. An adapter (teach/adapter.py) is fitted on them, held to the model's own answers on the anchor
    pictures shipped beside it (`<model>.anchors.npz`).
 3. It is checked on the check pictures shipped beside the model (`<model>.checkset.npz`): a
-   version that answers fewer of them right than the shipped model is kept but not used, and the
-   report says why.
+   version that answers fewer of them right than the shipped model, or fewer of any one label
+   (so no dog it learns can cost a bear), is kept but not used, and the report says why.
 4. Otherwise it becomes the version in use (teach/versions.py); a running service picks it up
    before its next batch.
 """
@@ -40,7 +40,7 @@ class LearnReport:
     used: bool
     corrections: int
     fixed: int
-    check: tuple[int, int, int] | None  # (shipped right, learned right, pictures)
+    check: Check | None
     seconds: float
     reason: str = ""
     skipped: list[str] = field(default_factory=list)
@@ -50,9 +50,9 @@ class LearnReport:
                f"{self.seconds:.1f} s: {self.fixed} of {self.corrections} now answered as "
                "corrected"]
         if self.check is not None:
-            shipped, learned, total = self.check
-            out.append(f"check pictures: {learned} of {total} right (the shipped model: "
-                       f"{shipped})")
+            c = self.check
+            out.append(f"check pictures: {c.learned} of {c.total} right (the shipped model: "
+                       f"{c.shipped})")
         else:
             out.append("no check pictures beside this model: nothing checked it still knows "
                        "what it knew")
@@ -102,24 +102,21 @@ def learn(model_path: Path, *, store: CorrectionStore | None = None,
     anchors = _load(anchors_path(model_path)) or Anchors.empty(features.shape[1],
                                                                len(engine.labels))
     checkset = _load(checkset_path(model_path))
-    for weight in settings.correction_weights:  # strongest first: the first that passes stays
-        adapter = fit_adapter(engine.labels, features, probabilities, targets, anchors, settings,
-                              correction_weight=weight)
+    fits = fit_adapter(engine.labels, features, probabilities, targets, anchors, settings)
+    for weight, adapter in fits:  # strongest first: the first that passes the check stays
         check = _check(adapter, checkset, engine.labels, engine.default_threshold)
-        if check is None or check[1] >= check[0]:
+        if check is None or check.passed:
             break
     fixed = int((adapter.apply(probabilities, features).argmax(axis=1) == targets).sum())
     adapter.info = {"base": engine.model_id, "corrections": len(usable),
-                    "learned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "check": check,
+                    "learned_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "check": asdict(check) if check else None,
                     "correction_weight": weight, "settings": asdict(settings)}
     versions = ModelVersions(engine.model_id, versions_root)
     version = versions.save(adapter)
-    worse = check is not None and check[1] < check[0]
+    worse = check is not None and not check.passed
     if not worse:
         versions.use(version)
-    reason = (f"it answers {check[1]} of {check[2]} check pictures right, fewer than the "
-              f"shipped model's {check[0]}; correct a few more pictures of the same kind and "
-              "learn again" if worse and check else "")
+    reason = check.why() if worse and check else ""
     return LearnReport(engine.model_id, version, not worse, len(usable), fixed, check,
                        time.perf_counter() - started, reason, skipped)
 
@@ -170,11 +167,41 @@ def answered_right(probabilities: np.ndarray, truth: np.ndarray, labels: Sequenc
     return np.where(truth == other, (best == other) | ~sure, (best == truth) & sure)
 
 
+@dataclass
+class Check:
+    """How a learned version answers the check pictures, against the shipped model."""
+
+    shipped: int
+    learned: int
+    total: int
+    worse_labels: dict[str, tuple[int, int]]  # label -> (shipped right, learned right)
+
+    @property
+    def passed(self) -> bool:
+        return self.learned >= self.shipped and not self.worse_labels
+
+    def why(self) -> str:
+        if self.learned < self.shipped:
+            said = (f"it answers {self.learned} of {self.total} check pictures right, fewer than "
+                    f"the shipped model's {self.shipped}")
+        else:
+            label, (was, now) = next(iter(self.worse_labels.items()))
+            said = (f"it names {now} of the check pictures of {label} right, fewer than the "
+                    f"shipped model's {was}")
+        return said + "; correct a few more pictures of the same kind and learn again"
+
+
 def _check(adapter: Adapter, checkset: Anchors | None, labels: Sequence[str],
-           threshold: float) -> tuple[int, int, int] | None:
+           threshold: float) -> Check | None:
     if checkset is None or not len(checkset.labels):
         return None
     adapted = adapter.apply(checkset.probabilities, checkset.features)
     shipped = answered_right(checkset.probabilities, checkset.labels, labels, threshold)
     learned = answered_right(adapted, checkset.labels, labels, threshold)
-    return int(shipped.sum()), int(learned.sum()), len(checkset.labels)
+    worse = {}
+    for index, label in enumerate(labels):
+        mine = checkset.labels == index
+        was, now = int(shipped[mine].sum()), int(learned[mine].sum())
+        if now < was:
+            worse[label] = (was, now)
+    return Check(int(shipped.sum()), int(learned.sum()), len(checkset.labels), worse)

@@ -50,6 +50,12 @@ class ModelVersions:
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             version = max(self.versions(), default=0) + 1
+            while True:  # claim the number: another process (the tray, the CLI) may learn too
+                try:
+                    os.close(os.open(self.path_of(version), os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+                    break
+                except FileExistsError:
+                    version += 1
             adapter.save(self.path_of(version))
             return version
 

@@ -159,14 +159,16 @@ def choose_threshold(probs, targets, other_index: int | None,  # noqa: ANN001
 
 
 def train(data_dir: Path, out_dir: Path, arch: str = "efficientnet_lite0", epochs: int = 3, *,
-          negatives_dir: Path | None = None, name: str | None = None, seed: int = 42,
+          negatives_dir: Path | None = None, corrections: Sequence[tuple[Path, str]] = (),
+          name: str | None = None, seed: int = 42,
           holdout: float = 0.25, valid_pct: float = 0.2, size: int = 224, batch_size: int = 16,
           lr: float | None = None, freeze_epochs: int = 1, grouped_head: bool = True,
           export_onnx: bool = True, threads: int = 0, progress: bool = True) -> TrainReport:
     """Fine-tune `arch` on DATA_DIR/<label>/ images (+ `negatives_dir` as `other`).
 
     Writes to `out_dir`: `<name>.pkl` (learn.export), `<name>.onnx` + `<name>.json` (unless
-    `export_onnx` is false), `<name>_confusion.png` and `<name>_top_losses.png`. `name` defaults to
+    `export_onnx` is false), `<name>_confusion.png` and `<name>_top_losses.png`. `corrections`
+    are (example picture, label) pairs added to the training side (teach/corrections.py). `name` defaults to
     "bears" when the labels are the bear labels, else "model". Prints the validation accuracy.
     """
     t0 = time.time()
@@ -197,6 +199,8 @@ def train(data_dir: Path, out_dir: Path, arch: str = "efficientnet_lite0", epoch
                              "folder of pictures that show none of the classes, or leave out "
                              "--negatives.")
         items += [(p, "other") for p in negs]
+    # The user's corrections (`teddywatch train --corrections`): training pictures, never held out.
+    items += [(Path(p), label) for p, label in corrections]
     classes = sorted({lab for _, lab in items})
     grouped = (arch == "efficientnet_lite0" and grouped_head
                and set(classes) <= set(BEAR_LABELS))
