@@ -13,8 +13,9 @@ import tempfile
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from teddywatch import resources
 from teddywatch.gallery.page import VERSION_NAME, render, thumb_key
@@ -31,8 +32,22 @@ def default_page() -> Path:
     return resources.data_dir() / PAGE_NAME
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What the page shows since it was last written; the gallery server renders the same."""
+
+    results: tuple[Result, ...] = ()        # newest first
+    thumbs: Mapping[str, str | None] = field(default_factory=dict)  # thumb_key -> src or None
+    version: str = ""
+
+    def find(self, key: str) -> Result | None:
+        """The result whose card is `key` (its thumb_key)."""
+        return next((r for r in self.results if thumb_key(r) == key), None)
+
+
 class Gallery:
-    """Keeps the last `items` Results; `write()` renders them. Thread-safe: a sink calls `add`."""
+    """Keeps the last `items` Results; `write()` renders them. Thread-safe: a sink calls `add`,
+    the gallery server reads `shown()`."""
 
     def __init__(self, page: Path | None = None, *, items: int = 200,
                  thumb_size: int = THUMB_SIZE) -> None:
@@ -42,6 +57,7 @@ class Gallery:
         self.thumb_size = thumb_size
         self._results: deque[Result] = deque(maxlen=items)
         self._failed: set[str] = set()  # thumbnails that could not be made: do not retry
+        self._shown = Shown()
         self._lock = threading.Lock()
 
     def add(self, result: Result) -> None:
@@ -71,9 +87,16 @@ class Gallery:
         _atomic_write_text(self.page, render(shown, thumbs, version))
         # An open page loads this file every few seconds and reloads itself when it changed.
         _atomic_write_text(self.version_file, f"window.teddywatchVersion({json.dumps(version)});\n")
+        with self._lock:
+            self._shown = Shown(tuple(shown), thumbs, version)
         self._prune(set(thumbs))
         log.debug("gallery: wrote %d results to %s", len(shown), self.page)
         return self.page
+
+    def shown(self) -> Shown:
+        """The results, thumbnails and version of the last write."""
+        with self._lock:
+            return self._shown
 
     # --- thumbnails -------------------------------------------------------------------------
 
