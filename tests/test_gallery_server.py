@@ -14,15 +14,19 @@ import logging
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, REPO
 from gui_tools import Chromium, wait_for
 from teddywatch.config import (Config, GalleryConfig, LogConfig, NotifyConfig, ServiceConfig,
                                WatchConfig)
@@ -409,3 +413,93 @@ document.forms[0].submit();
         site.shutdown()
         site.server_close()
         thread.join()
+
+
+# --- wired: run --headless --------------------------------------------------------------------
+
+def test_run_headless_serves_the_gallery_and_logs_its_address_once(tmp_path: Path,
+                                                                   user_env) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[watch]]\npath = "{inbox}"\n[notify]\nenabled = false\n'
+                      '[service]\nsettle_seconds = 0.2\n', encoding="utf-8")
+    shutil.copy(FIXTURES / "teddy_1.jpg", inbox / "IMG_0042.jpg")
+    proc = subprocess.Popen([sys.executable, "-m", "teddywatch", "--config", str(config), "run",
+                             "--headless"], cwd=REPO, env=user_env, stderr=subprocess.PIPE,
+                            text=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+    reader = threading.Thread(target=read, name="test-stderr")
+    reader.start()
+    try:
+        line = wait_for(lambda: next((l for l in lines if "http://127.0.0.1:" in l), None)
+                        or proc.poll() is not None, timeout=60, what="the gallery's address")
+        assert proc.poll() is None, "".join(lines)
+        url = re.search(r"http://127\.0\.0\.1:\d+/[\w-]+/", line).group(0)
+
+        where = urlsplit(url)
+
+        def page() -> str:
+            conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+            try:
+                conn.request("GET", where.path)
+                return conn.getresponse().read().decode()
+            finally:
+                conn.close()
+        assert "IMG_0042.jpg" in wait_for(lambda: "IMG_0042.jpg" in page() and page(),
+                                          timeout=60, what="the photo on the served page")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(lines)
+    assert sum(url in l for l in lines) == 1
+    assert not any("Traceback" in l for l in lines)
+
+
+def test_run_headless_with_serve_off_keeps_only_the_page_file(tmp_path: Path, user_env) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[watch]]\npath = "{inbox}"\n[notify]\nenabled = false\n'
+                      '[service]\nsettle_seconds = 0.2\n[gallery]\nserve = false\n',
+                      encoding="utf-8")
+    page = Path(user_env["XDG_DATA_HOME"]) / "teddywatch" / "gallery.html"
+    shutil.copy(FIXTURES / "teddy_1.jpg", inbox / "IMG_0042.jpg")
+    proc = subprocess.Popen([sys.executable, "-m", "teddywatch", "--config", str(config), "run",
+                             "--headless"], cwd=REPO, env=user_env, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for(lambda: proc.poll() is not None or page.exists()
+                 and "IMG_0042.jpg" in page.read_text(encoding="utf-8"), timeout=60,
+                 what="the photo on the page file")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stderr = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, stderr
+    assert "http://" not in stderr and "Traceback" not in stderr
+
+
+def test_a_port_in_use_is_one_line_and_the_gallery_stays_a_page(tmp_path: Path, caplog) -> None:
+    import socket
+
+    from teddywatch.gallery.server import bind_server
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        server, problem = bind_server(GalleryConfig(port=port), Gallery(tmp_path / "g.html"))
+    finally:
+        taken.close()
+    assert server is None
+    assert problem == (f"cannot serve the gallery on 127.0.0.1:{port}: Address already in use; "
+                       "set [gallery] port = 0 to use any free port; the gallery is only the page "
+                       "in the data folder")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [problem]
+    assert bind_server(GalleryConfig(serve=False), Gallery(tmp_path / "g.html")) == (None, "")
