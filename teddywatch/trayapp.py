@@ -36,14 +36,14 @@ def run(config: Config, notices: Sequence[str] = ()) -> int:
         gallery.extend(recent)
     # The live gallery (127.0.0.1, a token per start): Open gallery and a burst's notification
     # open its address; without it, the page in the data folder.
-    server, problem = bind_server(config.gallery, gallery)
+    server, not_served = bind_server(config.gallery, gallery)
     url = server.url if server is not None else None
     service = Service(config, gallery_link=url)
     try:
         if server is not None:
             server.start(service)
         Tray(service, config, icon_class=icon_class, gallery=gallery, gallery_url=url,
-             recent=recent, notices=[*notices, problem] if problem else notices).run()
+             recent=recent, notices=[*notices, not_served] if not_served else notices).run()
     finally:
         if server is not None:
             server.close()
