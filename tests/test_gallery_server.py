@@ -360,6 +360,32 @@ def test_a_correction_made_in_the_page_reaches_the_log_and_the_examples(live: Li
         browser.close()
 
 
+def test_an_open_page_follows_new_results_and_corrections_made_elsewhere(live: Live) -> None:
+    dog = live.drop("other_dog.jpg", "dog.jpg")
+    browser = Chromium()
+
+    def cards() -> list[str] | None:
+        try:  # None while the page is being replaced
+            return browser.evaluate("document.readyState === 'complete' ? Array.from("
+                                    "document.querySelectorAll('.card')).map(c => "
+                                    "c.querySelector('.name').textContent + ' ' + "
+                                    "c.querySelector('.teach').dataset.corrected) : null")
+        except AssertionError:
+            return None
+    try:
+        browser.open(live.server.url)
+        assert cards() == ["dog.jpg "]
+        live.drop("teddy_1.jpg", "teddy.jpg")  # the service classifies a new photo
+        wait_for(lambda: cards() == ["teddy.jpg ", "dog.jpg "], timeout=30,
+                 what="the page to reload with the new result")
+        live.service.correct(str(dog), "black")  # as the tray's menu or the CLI would
+        wait_for(lambda: cards() == ["teddy.jpg ", "dog.jpg black"], timeout=30,
+                 what="the page to reload with the correction")
+        assert browser.console_errors() == []
+    finally:
+        browser.close()
+
+
 class _ForeignSite(BaseHTTPRequestHandler):
     page = b""
 

@@ -211,21 +211,27 @@ _STATIC_SCRIPT = """
 """
 
 # Served: the version comes from the server (new results, or corrections made anywhere); a
-# correction is a JSON POST to the server, which answers with what the card shows now or a
-# one-line error. A label chosen but not yet sent holds the reload back.
+# correction is a JSON POST to the server, which answers with what the card shows now (and the
+# version that includes it) or a one-line error. A label chosen but not yet sent, a POST on its
+# way, or a version asked for before the last POST was answered hold the reload back.
 _LIVE_SCRIPT = """
+  var posting = 0, posted = 0;
   function choosing() {
     return Array.prototype.some.call(document.querySelectorAll('.teach select'),
                                      function (s) { return s.value !== ''; });
   }
   setInterval(function () {
+    var asked = posted;
     fetch('version.json', {cache: 'no-store'})
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) {
-        if (data && data.version !== version && !choosing()) { location.reload(); }
+        if (data && data.version !== version && !choosing() && !posting && asked === posted) {
+          location.reload();
+        }
       }, function () {});
   }, __CHECK_MS__);
   function post(action, body) {
+    posting += 1;
     return fetch(action, {method: 'POST', cache: 'no-store',
                           headers: {'Content-Type': 'application/json'},
                           body: JSON.stringify(body)})
@@ -236,7 +242,13 @@ _LIVE_SCRIPT = """
             if (!r.ok && !data.error) { data.error = 'teddywatch answered ' + r.status; }
             return data;
           });
-      }, function () { return {error: 'teddywatch does not answer: is it still running?'}; });
+      }).catch(function () { return {error: 'teddywatch does not answer: is it still running?'}; })
+      .then(function (data) {
+        if (data.version) { version = data.version; }  // this page's own change: no reload
+        posting -= 1;
+        posted += 1;
+        return data;
+      });
   }
   document.getElementById('cards').addEventListener('click', function (event) {
     var button = event.target.closest('.teach button');
@@ -257,7 +269,6 @@ _LIVE_SCRIPT = """
       button.disabled = false;
       teach.classList.toggle('failed', Boolean(data.error));
       if (data.error) { message.textContent = data.error; return; }
-      if (data.version) { version = data.version; }
       select.value = '';
       teach.dataset.corrected = data.corrected || '';
       teach.querySelector('.fixed b').textContent = data.corrected || '';
