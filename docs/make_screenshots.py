@@ -1,4 +1,4 @@
-"""Regenerate the screenshots in docs/: the icon states, the open tray menu, the gallery page.
+"""Regenerate the screenshots in docs/: the icon states, the open tray menu, the live gallery page.
 
     .venv/bin/python docs/make_screenshots.py
 
@@ -59,24 +59,39 @@ def sample_results(folder: Path) -> list[Result]:
         shutil.copy(FIXTURES / fixture, target)
         st = target.stat()
         out.append(Result(path=str(target), label=label, confidence=confidence, status=status,
-                          model="bears", time=start + timedelta(minutes=minute),
+                          model="bears-int8.onnx@05436178",
+                          time=start + timedelta(minutes=minute),
                           size=st.st_size, mtime_ns=st.st_mtime_ns))
     return out
 
 
 def gallery_shot(work: Path, results: list[Result]) -> None:
+    """The live page as the gallery server serves it, one result already corrected."""
     from teddywatch.gallery import Gallery
+    from teddywatch.gallery.server import GalleryServer
+    from teddywatch.teach.corrections import CorrectionStore
 
     gallery = Gallery(work / "site" / "gallery.html")
     gallery.add_batch(results + [Result.failed(str(work / "inbox" / "download.jpg"),
                                                "not an image: the file is HTML")])
-    browser = Chromium(width=1000, height=640)
+    store = CorrectionStore(work / "corrections")
+    unsure = next(r for r in results if r.status == "unsure")
+    store.add(unsure.path, "grizzly", was=unsure.label, was_confidence=unsure.confidence)
+    server = GalleryServer(gallery, corrections=store).start(_Labels())
+    browser = Chromium(width=1000, height=700)
     try:
-        browser.open(gallery.page.as_uri())
+        browser.open(server.url)
         assert browser.console_errors() == [], browser.console_errors()
         browser.screenshot(DOCS / "gallery.png")
     finally:
         browser.close()
+        server.close()
+
+
+class _Labels:
+    """The model's labels, all the page asks for until a correction is sent (none is here)."""
+
+    labels = ("black", "grizzly", "other", "teddy")
 
 
 def menu_shot(work: Path, results: list[Result]) -> None:

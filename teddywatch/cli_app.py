@@ -119,8 +119,8 @@ def _add_run(commands: argparse._SubParsersAction, common: argparse.ArgumentPars
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from teddywatch.headless import run_headless
     from teddywatch.ledger import LedgerError
-    from teddywatch.service import run_headless
     from teddywatch.sinks.sort import SortError
 
     from teddywatch.preflight import large_watches

@@ -90,6 +90,8 @@ class ServiceConfig:
 class GalleryConfig:
     enabled: bool = True
     items: int = 200
+    serve: bool = True  # a live page from a local server (127.0.0.1 only), with corrections
+    port: int = 0       # 0: any free port
 
 
 @dataclass(frozen=True)
@@ -336,7 +338,9 @@ class _Parser:
 
     def _gallery(self, table: dict[str, Any]) -> GalleryConfig:
         return self._section(GalleryConfig, table, "gallery",
-                             items=lambda v: None if 1 <= v <= 2000 else "a number from 1 to 2000")
+                             items=lambda v: None if 1 <= v <= 2000 else "a number from 1 to 2000",
+                             port=lambda v: None if v == 0 or 1024 <= v <= 65535 else
+                             "0 (any free port) or a port number from 1024 to 65535")
 
     def _check_sort_not_watched(self, config: Config) -> None:
         """Sorting into a watched folder would classify sorted files again, forever."""

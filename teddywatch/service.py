@@ -5,14 +5,13 @@
 
 `Service` is what `teddywatch run` and the tray drive. It knows nothing about the tray: the tray
 calls `start/stop/pause/resume/status` and `subscribe`s to be told about each Result and each
-status change. `run_headless` runs it without a tray until SIGINT or SIGTERM.
+status change. `teddywatch.headless.run_headless` runs it without a tray.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from dataclasses import dataclass
 from datetime import date
@@ -65,16 +64,20 @@ Subscriber = Callable[[Event], None]
 class Service:
     def __init__(self, config: Config, *, engine: Engine | None = None,
                  notify_send: Callable[[str, str], None] | None = None,
-                 retry_max: float = 30.0, wrap_log_file: Callable | None = None) -> None:
+                 retry_max: float = 30.0, wrap_log_file: Callable | None = None,
+                 gallery_link: str | None = None) -> None:
         """`engine` and `notify_send` replace the configured model and the desktop (for tests);
         `retry_max` caps the wait between tries to write a results log that could not be
-        written; `wrap_log_file` wraps the ledger's AppendFile (tests inject disk faults)."""
+        written; `wrap_log_file` wraps the ledger's AppendFile (tests inject disk faults);
+        `gallery_link` is what a click on a burst's notification opens (the gallery server's
+        address; default: the gallery page in the data folder)."""
         self.config = config
         self._retry_max = retry_max
         self._wrap_log_file = wrap_log_file
         self._engine = engine
         self._owns_engine = engine is None
         self._notify_send = notify_send
+        self._gallery_link = gallery_link
         self._lock = threading.Lock()
         self._subscribers: list[Subscriber] = []
         self._state = STOPPED
@@ -162,7 +165,8 @@ class Service:
 
             told = self._notify_send
             send = None if told is None else (lambda message: told(message.title, message.body))
-            page = default_page() if self.config.gallery.enabled else None
+            page = (self._gallery_link or default_page()) if self.config.gallery.enabled \
+                else None
             sinks.append(NotifySink(self.config.notify, send=send, gallery_page=page))
         return sinks
 
@@ -352,47 +356,3 @@ def _missing_text(watcher) -> str:
 def state_file(log_path: Path) -> Path:
     """When each folder was first watched (for skip_existing), kept beside the results log."""
     return log_path.with_name(log_path.stem + ".folders.json")
-
-
-def _follow_with_gallery(service: Service, config: Config):
-    """Headless, as in the tray: the gallery page follows the service's results."""
-    if not config.gallery.enabled:
-        return None
-    from teddywatch.gallery import Gallery, GallerySink, recent_results
-
-    gallery = Gallery(items=config.gallery.items)
-    gallery.extend(recent_results(config.log.path, config.gallery.items))
-    sink = GallerySink(gallery)
-    service.subscribe(lambda event: sink.handle(event) if isinstance(event, Result) else None)
-    return sink
-
-
-def run_headless(config: Config) -> int:
-    """Run the service until SIGINT or SIGTERM; then stop cleanly and return 0."""
-    stop = threading.Event()
-    previous = {}
-
-    def on_signal(signum: int, frame: object) -> None:
-        log.info("stopping (%s)", signal.Signals(signum).name)
-        stop.set()
-        for sig, handler in previous.items():  # a second Ctrl-C interrupts the clean stop
-            signal.signal(sig, handler)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, on_signal)
-    service = Service(config)
-    gallery = _follow_with_gallery(service, config)
-    try:
-        service.start()
-        if gallery is not None:
-            gallery.refresh()  # the page exists from the start, with earlier results
-        while not stop.wait(0.5):
-            pass
-    finally:
-        service.stop()
-        if gallery is not None:
-            gallery.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    log.info("stopped")
-    return 0

@@ -50,7 +50,8 @@ class Tray:
     def __init__(self, service: ServiceLike, config: Config, *, icon_class: Any = None,
                  opener: Callable[[str], None] | None = None,
                  notify: Callable[[str, str], None] | None = None,
-                 gallery: Gallery | None = None, problems: list[platform_check.Problem] = (),
+                 gallery: Gallery | None = None, gallery_url: str | None = None,
+                 problems: list[platform_check.Problem] = (),
                  recent: list[Result] = (), notices: Sequence[str] = ()) -> None:
         import pystray  # here, not at module level: importing it needs a display
 
@@ -61,6 +62,7 @@ class Tray:
         self.opener = opener or (lambda path: open_path(path, on_error=self._open_failed))
         self.notify = notify or default_notifier().tell
         self.gallery = gallery
+        self.gallery_url = gallery_url  # the gallery server's address; None: open the page file
         # The gallery is fed from the subscribe hook; its sink writes on its own thread.
         self._gallery_sink = GallerySink(gallery) if gallery is not None else None
         self.recent: deque[Result] = deque(reversed(recent[-RECENT:]), maxlen=RECENT)
@@ -305,6 +307,9 @@ class Tray:
 
     def _open_gallery(self, *_: Any) -> None:
         if self.gallery is None:
+            return
+        if self.gallery_url:
+            self.opener(self.gallery_url)
             return
         if not self.gallery.page.exists():
             self.gallery.write()  # an empty page beats "file not found"

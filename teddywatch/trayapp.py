@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 from teddywatch import platform_check
 from teddywatch.config import Config, load_config
 from teddywatch.gallery import Gallery, recent_results
+from teddywatch.gallery.server import bind_server
 from teddywatch.results import Result
 from teddywatch.tray import RECENT, Tray
 
@@ -18,7 +19,8 @@ from teddywatch.tray import RECENT, Tray
 def run(config: Config, notices: Sequence[str] = ()) -> int:
     """`teddywatch run`: the service behind a tray icon, or headless when there is no display or
     no tray backend (said in one line)."""
-    from teddywatch.service import Service, run_headless
+    from teddywatch.headless import run_headless
+    from teddywatch.service import Service
 
     problem = platform_check.display_problem()
     icon_class = None
@@ -32,8 +34,19 @@ def run(config: Config, notices: Sequence[str] = ()) -> int:
     if config.gallery.enabled:
         gallery = Gallery(items=config.gallery.items)
         gallery.extend(recent)
-    Tray(Service(config), config, icon_class=icon_class, gallery=gallery, recent=recent,
-         notices=notices).run()
+    # The live gallery (127.0.0.1, a token per start): Open gallery and a burst's notification
+    # open its address; without it, the page in the data folder.
+    server, not_served = bind_server(config.gallery, gallery)
+    url = server.url if server is not None else None
+    service = Service(config, gallery_link=url)
+    try:
+        if server is not None:
+            server.start(service)
+        Tray(service, config, icon_class=icon_class, gallery=gallery, gallery_url=url,
+             recent=recent, notices=[*notices, not_served] if not_served else notices).run()
+    finally:
+        if server is not None:
+            server.close()
     return 0
 
 

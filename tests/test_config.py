@@ -174,6 +174,18 @@ def test_config_error_is_an_exception_in_process(tmp_path: Path) -> None:
         load_config(write(tmp_path, '[[watch]]\npath = "/tmp"\npoll_seconds = 0\n'))
 
 
+def test_gallery_port_is_zero_or_an_unprivileged_port(tmp_path: Path) -> None:
+    for port in (80, 65536, -1):
+        with pytest.raises(ConfigError) as caught:
+            load_config(write(tmp_path, f"[gallery]\nport = {port}\n"))
+        assert str(caught.value) == (f"{tmp_path / 'teddywatch.toml'}: gallery.port: expected 0 "
+                                     f"(any free port) or a port number from 1024 to 65535 "
+                                     f"(got {port})")
+    for port in (0, 1024, 8765):
+        assert load_config(write(tmp_path, f"[gallery]\nport = {port}\n")).gallery.port == port
+    assert load_config(write(tmp_path, "[gallery]\nserve = false\n")).gallery.serve is False
+
+
 def test_version_and_help(user_env: dict[str, str]) -> None:
     assert run_cli("--version", env=user_env).stdout.startswith("teddywatch ")
     proc = run_cli("--help", env=user_env)

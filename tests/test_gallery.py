@@ -4,6 +4,7 @@ page as headless Chromium renders it (thumbnail count, the label filter, no cons
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -53,6 +54,18 @@ def test_every_file_name_and_label_is_escaped(tmp_path: Path, photos) -> None:
     assert "&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt; &amp; &#x27;quotes&#x27;.jpg" \
         in page
     assert "&lt;b&gt;&quot;label&quot;&lt;/b&gt;" in page
+
+
+def test_each_card_says_which_model_version_answered(tmp_path: Path, photos) -> None:
+    gallery = Gallery(tmp_path / "gallery.html")
+    (first, label1), (second, label2) = photos[0], photos[1]
+    gallery.add_batch([result_for(first, label1, model="bears-int8.onnx@8a52900c"),
+                       result_for(second, label2, minutes=1, model="bears-int8.onnx@8a52900c+v2")])
+    page = gallery.page.read_text(encoding="utf-8")
+    assert re.findall(r'<span class="model"[^>]*>([^<]*)</span>', page) == [
+        "bears-int8.onnx@8a52900c+v2", "bears-int8.onnx@8a52900c"]
+    # The file's page has no correction controls: it cannot send them anywhere.
+    assert '<div class="teach"' not in page and 'id="undo-learning"' not in page
 
 
 def test_keeps_only_the_last_items_newest_first(tmp_path: Path, photos) -> None:

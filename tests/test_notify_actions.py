@@ -190,14 +190,18 @@ def test_an_error_opens_only_a_regular_file(tmp_path) -> None:
 
 # --- a burst -----------------------------------------------------------------------------------
 
-def test_a_burst_summary_click_opens_the_gallery(desktop, monitor, opened, home) -> None:
+@pytest.mark.parametrize("served", [False, True], ids=["page file", "gallery server"])
+def test_a_burst_summary_click_opens_the_gallery(desktop, monitor, opened, home,
+                                                 served) -> None:
     """summarise_after=1: the first result alone, then one summary. burst_seconds is long so the
-    summary comes when the service stops (the sink sends what is due on close), not on a timer."""
+    summary comes when the service stops (the sink sends what is due on close), not on a timer.
+    With the gallery served (the tray and run --headless pass its address) a click opens that."""
     from teddywatch.gallery import default_page
     from teddywatch.service import Service
 
     config = make_config(home, summarise_after=1, burst_seconds=600)
-    service = Service(config, engine=StubEngine())
+    link = "http://127.0.0.1:8765/a-token/" if served else None
+    service = Service(config, engine=StubEngine(), gallery_link=link)
     service.start()
     stopped = False
     try:
@@ -215,7 +219,7 @@ def test_a_burst_summary_click_opens_the_gallery(desktop, monitor, opened, home)
         wait_for(lambda: displayed(desktop) == 1, timeout=10, what="dunst to show the summary")
         dunstctl(desktop, "action", "0")
         wait_for(lambda: lines(opened), timeout=10, what="the opener to run")
-        assert lines(opened) == [str(default_page())]
+        assert lines(opened) == [link or str(default_page())]
     finally:
         if not stopped:
             service.stop()

@@ -318,6 +318,40 @@ def test_open_gallery_runs_the_platform_opener_and_says_when_it_fails(desktop, c
              what="no zombie children")
 
 
+def test_open_gallery_opens_the_gallery_servers_address_when_it_is_served(desktop,
+                                                                         config) -> None:
+    """As trayapp wires it with [gallery] serve on: the item opens the server's address (token
+    and all), and that address serves the page with the tray's result."""
+    import http.client
+
+    from teddywatch.gallery import Gallery
+    from teddywatch.gallery.server import GalleryServer
+
+    opener = RecordingOpener()
+    gallery = Gallery(items=config.gallery.items)
+    server = GalleryServer(gallery)
+    tray = make_tray(config, opener=opener, gallery=gallery, gallery_url=server.url)
+    server.start(tray.service)
+    pages: list[str] = []
+
+    def driver(tray) -> None:
+        drop(config.watch[0].path, "grizzly_1.jpg", "bear.jpg")
+        wait_for(lambda: gallery.shown().results, timeout=20, what="the result in the gallery")
+        item(tray.icon.menu, "Open gallery")(tray.icon)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", f"/{server.token}/")
+        pages.append(conn.getresponse().read().decode())
+        conn.close()
+        item(tray.icon.menu, "Quit")(tray.icon)
+
+    try:
+        run_with_driver(tray, driver)
+    finally:
+        server.close()
+    assert opener.opened == [server.url]
+    assert "bear.jpg" in pages[0] and '<div class="teach"' in pages[0]
+
+
 def test_start_at_login_item_writes_and_removes_the_autostart_file(desktop, config) -> None:
     tray = make_tray(config)
     desktop_file = Path(os.environ["XDG_CONFIG_HOME"]) / "autostart" / "teddywatch.desktop"

@@ -69,7 +69,7 @@ class BurstSummary:
 
     summarise_after: int
     burst_seconds: float
-    gallery_page: Path | None = None  # a click on the summary opens it
+    gallery_page: Path | str | None = None  # a click on the summary opens it (a file or URL)
     _counts: Counter = field(default_factory=Counter)
     _started: float = 0.0
     _last: float = float("-inf")
@@ -117,7 +117,7 @@ class NotifySink:
 
     def __init__(self, config: NotifyConfig, send: Send | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 gallery_page: Path | None = None) -> None:
+                 gallery_page: Path | str | None = None) -> None:
         self._summary = BurstSummary(config.summarise_after, config.burst_seconds, gallery_page)
         self._send = send or default_notifier().send
         self._clock = clock
