@@ -186,8 +186,16 @@ def test_a_dropped_file_is_notified_shown_in_the_menu_and_opened(desktop, config
         item(menu, "Last:")(tray.icon)
         recent = item(menu, "Recent results").submenu
         assert [entry.text for entry in recent.items] == ["teddy 99.7% - IMG_0042.jpg"]
-        recent.items[0](tray.icon)
+        entry = recent.items[0].submenu
+        item(entry, "Open")(tray.icon)
+        # It may be corrected to any label of the model but the one it has.
+        assert [e.text for e in item(entry, "Wrong? It is…").submenu.items] == [
+            "black", "grizzly", "other"]
         assert opener.opened == [str(photo), str(photo)]
+        # The stub model cannot learn: its line is there, its learning items are not enabled.
+        assert item(menu, "Model:").text == "Model: stub"
+        assert [item(menu, text).enabled for text in ("Learn from", "Undo learning")] == [
+            False, False]
         wait_for(lambda: tray.icon.title == "teddywatch: idle, 1 today", what="the title")
         # The gallery the tray feeds shows the same figure as the menu and the notification.
         wait_for(lambda: tray.gallery.page.exists() and '<span class="confidence">99.7%</span>'
