@@ -284,6 +284,20 @@ class Service:
     def labels(self) -> tuple[str, ...]:
         return tuple(self._engine.labels) if self._engine is not None else ()
 
+    @property
+    def can_learn(self) -> bool:
+        """True while the model in use can learn from corrections (a LearnedEngine)."""
+        return isinstance(self._engine, LearnedEngine)
+
+    @property
+    def model_name(self) -> str:
+        """The model and the learned version in use ('bears-int8.onnx@8a52900c+v2'), as the
+        version history says now; "" before the model is loaded."""
+        engine = self._engine
+        if isinstance(engine, LearnedEngine):
+            return learned_name(engine.base.model_id, engine.versions.current())
+        return getattr(engine, "model_id", "") if engine is not None else ""
+
     def correct(self, path: str, label: str) -> Correction:
         """Record that `path` shows `label`; raises CorrectionError with a one-line reason."""
         correction = correct_file(path, label, log_path=self.config.log.path, labels=self.labels)

@@ -25,6 +25,7 @@ from teddywatch.opener import open_path
 from teddywatch.results import Result
 from teddywatch.runlock import AlreadyRunning
 from teddywatch.sinks.notifier import default_notifier
+from teddywatch.traymenu import TeachMenu
 from teddywatch.trayview import icon_state, last_text, result_text, title_text  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,16 @@ class ServiceLike(Protocol):
     def resume(self) -> None: ...
     def status(self) -> Any: ...
     def subscribe(self, callback: Callable[[Any], None]) -> Any: ...
+    # teaching (traymenu.py): the model's labels, corrections and its learned versions
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+    @property
+    def can_learn(self) -> bool: ...
+    @property
+    def model_name(self) -> str: ...
+    def correct(self, path: str, label: str) -> Any: ...
+    def undo_correction(self, path: str) -> Any: ...
+    def undo_learning(self) -> str: ...
 
 
 # --- the tray --------------------------------------------------------------------------------
@@ -73,6 +84,9 @@ class Tray:
         self._state = icons.IDLE
         self._refresh_timer: threading.Timer | None = None
         self._lock = threading.Lock()
+        # Each recent result's submenu and the learned model's items, with their own thread.
+        self.teach = TeachMenu(service, config.model.path, pystray, opens=self._opens,
+                               tell=self._tell, refresh=self._refresh)
         icon_class = icon_class or pystray.Icon
         self.icon = icon_class("teddywatch", icons.draw(icons.IDLE), "teddywatch: starting",
                                menu=self._menu())
@@ -94,6 +108,7 @@ class Tray:
             log.debug("after the session bus closed: %s", exc)
         finally:
             self._cancel_refresh()
+            self.teach.close()  # a correction or a learn under way ends first
             log.info("stopping the service")
             self.service.stop()
             if self._gallery_sink is not None:
@@ -123,6 +138,7 @@ class Tray:
             return
         log.info("teddywatch is running in the tray (pystray backend: %s)",
                  platform_check.backend_name(type(self.icon)))
+        self.teach.load()  # corrections made before: shown from the first menu on
         self._report_problems()
         if self._gallery_sink is not None and len(self.gallery):
             self._gallery_sink.refresh()  # results from earlier runs, on the sink's thread
@@ -242,9 +258,11 @@ class Tray:
                           Item("Start at login: not supported here", None, enabled=False))
         return Menu(
             Item(lambda _: title_text(self.service.status()), None, enabled=False),
-            Item(lambda _: last_text(self.recent), self._open_last,
+            Item(lambda _: last_text(self.recent, self.teach.corrected), self._open_last,
                  enabled=lambda _: bool(self.recent)),
             Item("Recent results", Menu(self._recent_items)),
+            Menu.SEPARATOR,
+            *self.teach.model_items(),
             Menu.SEPARATOR,
             Item("Pause", self._toggle_pause, checked=lambda _: self._paused()),
             Menu.SEPARATOR,
@@ -260,7 +278,7 @@ class Tray:
         Item = self._pystray.MenuItem
         if not self.recent:
             return [Item("Nothing yet", None, enabled=False)]
-        return [Item(result_text(r), self._opens(r.moved_to or r.path)) for r in self.recent]
+        return [self.teach.result_item(r) for r in self.recent]
 
     def _watched_item(self) -> Any:
         Menu, Item = self._pystray.Menu, self._pystray.MenuItem

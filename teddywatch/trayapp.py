@@ -75,6 +75,20 @@ class _NotStarted:
     def subscribe(self, callback: Callable[[Any], None]) -> Any:
         return lambda: None
 
+    # Nothing to teach: no model was loaded (the failure menu offers none of these).
+    labels: tuple[str, ...] = ()
+    can_learn = False
+    model_name = ""
+
+    def correct(self, path: str, label: str) -> Any:
+        raise self.error
+
+    def undo_correction(self, path: str) -> Any:
+        raise self.error
+
+    def undo_learning(self) -> str:
+        raise self.error
+
 
 def run_failed(error: BaseException, config_file: Path | None) -> None:
     """`teddywatch run` could not even load its config: where a desktop is, show that the way a

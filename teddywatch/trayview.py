@@ -7,7 +7,8 @@ without a display.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+import re
+from typing import Any, Mapping, Sequence
 
 from teddywatch import icons
 from teddywatch.results import ERROR, Result, format_confidence
@@ -49,16 +50,53 @@ def title_text(status: Any) -> str:
     return f"teddywatch: {head}, {status.done_today} today"
 
 
-def result_text(result: Result) -> str:
+def result_text(result: Result, corrected: str = "") -> str:
     """'teddy 99.7% - IMG_0042.jpg': a recent result, with format_confidence's figure so the
-    menu says what the notification and the gallery say (an error shows no percentage)."""
+    menu says what the notification and the gallery say (an error shows no percentage).
+    `corrected` is the label the user gave it: 'teddy 99.7% - IMG_0042.jpg ✓ other'."""
     name = os.path.basename(result.moved_to or result.path)
+    mark = f" ✓ {corrected}" if corrected else ""
     if result.status == ERROR:
-        return f"error - {name}"
+        return f"error - {name}{mark}"
     unsure = "?" if result.status == "unsure" else ""
-    return f"{result.label}{unsure} {format_confidence(result.confidence)} - {name}"
+    return f"{result.label}{unsure} {format_confidence(result.confidence)} - {name}{mark}"
 
 
-def last_text(recent: Sequence[Result]) -> str:
-    """The menu's last-result line, newest first in `recent`."""
-    return f"Last: {result_text(recent[0])}" if recent else "Last: nothing yet"
+def last_text(recent: Sequence[Result], corrected: Mapping[str, str] | None = None) -> str:
+    """The menu's last-result line, newest first in `recent`; `corrected` maps a result's
+    path to the label the user gave it."""
+    if not recent:
+        return "Last: nothing yet"
+    return f"Last: {result_text(recent[0], (corrected or {}).get(recent[0].path, ''))}"
+
+
+# --- teaching ---------------------------------------------------------------------------------
+
+def correction_labels(result: Result, labels: Sequence[str]) -> list[str]:
+    """What a recent result can be corrected to: every label of the model but the one it was
+    given for sure (an unsure answer may be confirmed); nothing for a file that was not read."""
+    if result.status == ERROR:
+        return []
+    return [label for label in labels if label != result.label or result.status == "unsure"]
+
+
+_LEARNED = re.compile(r"^(?P<file>[^@+]+)(?:@[0-9a-f]+)?(?:\+v(?P<version>\d+))?$")
+
+
+def learned_version(model_name: str) -> int:
+    """The learned version in a model name ('bears-int8.onnx@8a52900c+v2' -> 2; shipped: 0)."""
+    match = _LEARNED.match(model_name)
+    return int(match["version"]) if match and match["version"] else 0
+
+
+def model_text(model_name: str, learns: bool = True) -> str:
+    """The menu's model line: 'Model: bears-int8 v2' (learned version 2), 'Model: bears-int8
+    (original)' when it learns but no learned version is in use, 'Model: bears' when it cannot
+    learn."""
+    match = _LEARNED.match(model_name)
+    if match is None:
+        return f"Model: {model_name}"
+    name = os.path.splitext(match["file"])[0]
+    if match["version"]:
+        return f"Model: {name} v{match['version']}"
+    return f"Model: {name} (original)" if learns else f"Model: {name}"

@@ -156,6 +156,107 @@ def _bus_has(address: str, name: str) -> bool:
     return "boolean true" in out.stdout
 
 
+# --- an app's menu as a desktop panel sees it: com.canonical.dbusmenu ------------------------
+
+@dataclass
+class MenuNode:
+    id: int
+    label: str
+    enabled: bool
+    visible: bool
+    children: list["MenuNode"]
+
+    def child(self, prefix: str) -> "MenuNode | None":
+        """The visible child whose label starts with `prefix`."""
+        return next((c for c in self.children if c.visible and c.label.startswith(prefix)),
+                    None)
+
+    def labels(self) -> list[str]:
+        return [c.label for c in self.children if c.visible and c.label]
+
+
+class DBusMenu:
+    """A tray icon's menu through com.canonical.dbusmenu, read and clicked the way a desktop
+    panel does: pystray's appindicator backend hands its GTK menu to libappindicator, which
+    exports it there (libdbusmenu). The calls go over a connection of their own, through the
+    session's dbus-daemon, to the GTK loop that owns the menu, and a click there runs the item's
+    GTK `activate` handler."""
+
+    INTERFACE = "com.canonical.dbusmenu"
+
+    def __init__(self, bus_address: str, owner: str, path: str) -> None:
+        from gi.repository import Gio
+
+        flags = (Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
+                 | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION)
+        self._bus = Gio.DBusConnection.new_for_address_sync(bus_address, flags, None, None)
+        self.owner, self.path = owner, path
+
+    @classmethod
+    def of_this_process(cls, bus_address: str, icon_name: str) -> "DBusMenu":
+        """The menu of the appindicator icon `icon_name` that this process shows."""
+        from gi.repository import Gio
+
+        owner = Gio.bus_get_sync(Gio.BusType.SESSION, None).get_unique_name()
+        return cls(bus_address, owner, f"/org/ayatana/NotificationItem/{icon_name}/Menu")
+
+    def close(self) -> None:
+        self._bus.close_sync(None)
+
+    def _call(self, method: str, args, reply: str | None = None):  # noqa: ANN001
+        from gi.repository import GLib
+
+        result = self._bus.call_sync(self.owner, self.path, self.INTERFACE, method, args,
+                                     GLib.VariantType(reply) if reply else None, 0, 10_000, None)
+        return result.unpack() if result is not None else None
+
+    def layout(self) -> MenuNode:
+        from gi.repository import GLib
+
+        _, root = self._call("GetLayout", GLib.Variant("(iias)", (0, -1, [])), "(u(ia{sv}av))")
+        return _node(root)
+
+    def find(self, *labels: str) -> MenuNode | None:
+        """The item reached through `labels` from the top (each a label's start), or None."""
+        node: MenuNode | None = self.layout()
+        for label in labels:
+            node = node.child(label) if node is not None else None
+        return node
+
+    def wait_for(self, *labels: str, timeout: float = 15.0) -> MenuNode:
+        """The item at `labels` once the menu has it (the app rebuilds it on its own loop)."""
+        return wait_for(lambda: self.find(*labels), timeout=timeout,
+                        what=f"{' > '.join(labels)!r} in the menu")
+
+    def click(self, *labels: str, timeout: float = 15.0) -> None:
+        """Click the item at `labels` once it is there and enabled, as a panel sends it.
+
+        The app may rebuild its menu between reading the layout and the click (ids are never
+        reused, so a stale one is refused, not misdirected): then read it again and retry."""
+        from gi.repository import GLib
+
+        def clicked() -> bool:
+            node = self.find(*labels)
+            if node is None or not node.enabled:
+                return False
+            try:
+                self._call("Event", GLib.Variant("(isvu)", (node.id, "clicked",
+                                                            GLib.Variant("i", 0), 0)))
+            except GLib.Error as exc:
+                if "does not refer to a menu item" not in exc.message:
+                    raise
+                return False
+            return True
+
+        wait_for(clicked, timeout=timeout, what=f"{' > '.join(labels)!r} enabled in the menu")
+
+
+def _node(raw) -> MenuNode:  # noqa: ANN001 - (id, properties, children) as unpacked
+    number, props, children = raw
+    return MenuNode(number, props.get("label", ""), props.get("enabled", True),
+                    props.get("visible", True), [_node(c) for c in children])
+
+
 # --- headless Chromium over the DevTools pipe -------------------------------------------------
 
 def _high_fd(fd: int) -> int:

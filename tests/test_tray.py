@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import pytest
 
-from gui_tools import DesktopSession, start_desktop_session, wait_for
+from gui_tools import DBusMenu, DesktopSession, start_desktop_session, wait_for
 from teddywatch import icons
 from teddywatch.config import (Config, GalleryConfig, LogConfig, NotifyConfig, ServiceConfig,
                                WatchConfig)
@@ -88,7 +88,10 @@ class RecordingOpener:
         self.opened.append(path)
 
 
-def make_tray(config: Config, backend: str = "gtk", **options: Any):
+def make_tray(config: Config, backend: str = "gtk", *, real_model: bool = False,
+              **options: Any):
+    """A Tray on a real Service; its model is StubEngine unless `real_model` (the configured
+    one: by default models/bears-int8.onnx, which learns)."""
     import importlib
 
     from teddywatch.gallery import Gallery
@@ -98,7 +101,8 @@ def make_tray(config: Config, backend: str = "gtk", **options: Any):
     icon_class = importlib.import_module(f"pystray._{backend}").Icon
     options.setdefault("gallery", Gallery(items=config.gallery.items))
     options.setdefault("opener", RecordingOpener())
-    return Tray(Service(config, engine=StubEngine()), config, icon_class=icon_class, **options)
+    service = Service(config) if real_model else Service(config, engine=StubEngine())
+    return Tray(service, config, icon_class=icon_class, **options)
 
 
 def run_with_driver(tray, driver: Callable[[Any], None]) -> None:
@@ -186,8 +190,16 @@ def test_a_dropped_file_is_notified_shown_in_the_menu_and_opened(desktop, config
         item(menu, "Last:")(tray.icon)
         recent = item(menu, "Recent results").submenu
         assert [entry.text for entry in recent.items] == ["teddy 99.7% - IMG_0042.jpg"]
-        recent.items[0](tray.icon)
+        entry = recent.items[0].submenu
+        item(entry, "Open")(tray.icon)
+        # It may be corrected to any label of the model but the one it has.
+        assert [e.text for e in item(entry, "Wrong? It is…").submenu.items] == [
+            "black", "grizzly", "other"]
         assert opener.opened == [str(photo), str(photo)]
+        # The stub model cannot learn: its line is there, its learning items are not enabled.
+        assert item(menu, "Model:").text == "Model: stub"
+        assert [item(menu, text).enabled for text in ("Learn from", "Undo learning")] == [
+            False, False]
         wait_for(lambda: tray.icon.title == "teddywatch: idle, 1 today", what="the title")
         # The gallery the tray feeds shows the same figure as the menu and the notification.
         wait_for(lambda: tray.gallery.page.exists() and '<span class="confidence">99.7%</span>'
@@ -447,6 +459,221 @@ def test_a_model_that_cannot_load_shows_the_error_icon_the_message_and_one_notif
     _, summary, body = seen["notes"][0]
     assert summary == "teddywatch could not start" and str(missing) in body
     assert tray.service.status().state == "stopped"
+
+
+# --- teaching: correct and learn through the menu the desktop shows ---------------------------
+
+def test_what_the_menu_says_about_corrections_and_the_learned_model() -> None:
+    from teddywatch.results import Result
+    from teddywatch.trayview import (correction_labels, last_text, learned_version, model_text,
+                                     result_text)
+
+    labels = ("black", "grizzly", "teddy", "other")
+    sure = Result("/p/IMG_1.jpg", "teddy", 0.997, "ok")
+    assert correction_labels(sure, labels) == ["black", "grizzly", "other"]
+    assert correction_labels(Result("/p/a.jpg", "teddy", 0.6, "unsure"), labels) == list(labels)
+    assert correction_labels(Result("/p/a.jpg", "error", 0.0, "error"), labels) == []
+    assert result_text(sure, "other") == "teddy 99.7% - IMG_1.jpg ✓ other"
+    assert last_text([sure], {"/p/IMG_1.jpg": "other"}) == "Last: teddy 99.7% - IMG_1.jpg ✓ other"
+    assert model_text("bears-int8.onnx@8a52900c+v2") == "Model: bears-int8 v2"
+    assert model_text("bears-int8.onnx@8a52900c") == "Model: bears-int8 (original)"
+    assert model_text("bears.pkl@1f2e3d4c", learns=False) == "Model: bears"
+    assert [learned_version(n) for n in ("bears-int8.onnx@8a52900c+v12", "bears.onnx", "stub")] \
+        == [12, 0, 0]
+
+
+def correction_rows(config: Config) -> list:
+    from teddywatch.ledger import read_results
+    from teddywatch.results import CORRECTED
+
+    return [r for r in read_results(config.log.path, corrections=True) if r.status == CORRECTED]
+
+
+def test_a_result_is_corrected_and_the_correction_undone_from_the_desktop_menu(
+        desktop, config, no_leaked_threads) -> None:
+    """The real model classifies a dropped teddy. Through the menu the desktop sees (clicked over
+    com.canonical.dbusmenu, as a panel does) the user says it is `other`: the results log gets a
+    `corrected` row, the corrections keep it as an example, the entry says so; "Undo
+    correction" withdraws it. Correcting a picture that is gone is one notification line."""
+    from teddywatch.teach.corrections import CorrectionStore
+
+    tray = make_tray(config, "appindicator", real_model=True)
+    store = CorrectionStore()  # XDG_DATA_HOME is the test's (the `home` fixture)
+    received_before = len(desktop.notifications())
+    seen: dict[str, Any] = {}
+
+    def driver(tray) -> None:
+        menu = DBusMenu.of_this_process(desktop.bus_address, "teddywatch")
+        try:
+            photo = drop(config.watch[0].path, "teddy_1.jpg", "bear-42.jpg")
+            entry = menu.wait_for("Recent results", "teddy ", timeout=30).label
+            seen["entry"] = entry
+            seen["choices"] = menu.wait_for("Recent results", entry, "Wrong? It is…").labels()
+            menu.click("Recent results", entry, "Wrong? It is…", "other")
+
+            marked = menu.wait_for("Recent results", f"{entry} ✓ other")
+            seen["marked"] = [(c.label, c.enabled) for c in marked.children]
+            seen["last"] = menu.wait_for("Last:").label
+            seen["rows"] = correction_rows(config)
+            seen["active"] = store.active()
+
+            menu.click("Recent results", f"{entry} ✓ other", "Undo correction")
+            menu.wait_for("Recent results", entry, "Wrong? It is…")
+            seen["rows_after_undo"] = correction_rows(config)
+            seen["active_after_undo"] = store.active()
+
+            photo.unlink()  # gone: the correction cannot keep it, and says so in one line
+            menu.click("Recent results", entry, "Wrong? It is…", "black")
+            seen["told"] = wait_for(lambda: [n for n in desktop.notifications()[received_before:]
+                                             if n[1] == "teddywatch: cannot correct"],
+                                    timeout=15, what="the notification that it cannot correct")
+            seen["active_at_end"] = store.active()
+            seen["photo"] = str(photo)
+            menu.click("Quit")
+        finally:
+            menu.close()
+
+    run_with_driver(tray, driver)
+    photo, entry = seen["photo"], seen["entry"]
+    assert entry.startswith("teddy ") and entry.endswith(" - bear-42.jpg")
+    assert seen["choices"] == ["black", "grizzly", "other"]
+    assert seen["marked"] == [("Open", True), ("✓ corrected to other", False),
+                              ("Undo correction", True)]
+    assert seen["last"] == f"Last: {entry} ✓ other"
+    [row] = seen["rows"]
+    assert (row.path, row.label, row.model) == (photo, "other", "user")
+    assert row.detail.startswith("was teddy ")
+    [kept] = seen["active"]
+    assert (kept.path, kept.label, kept.was) == (photo, "other", "teddy")
+    assert kept.example.is_file()
+    assert len(seen["rows_after_undo"]) == 2
+    assert seen["rows_after_undo"][1].detail == "correction to other undone"
+    assert seen["active_after_undo"] == [] and seen["active_at_end"] == []
+    [(_, _, body)] = seen["told"]
+    assert body.startswith(f"{photo}: cannot ") and "Traceback" not in body, body
+
+
+# Made as `teddywatch correct` makes them: the plush toy the model calls `other` is said to be a
+# teddy, and three bears are confirmed (with them the check pictures take the learned version).
+TAUGHT = (("other_plush.jpg", "teddy"), ("grizzly_2.jpg", "grizzly"), ("black_2.jpg", "black"),
+          ("teddy_2.jpg", "teddy"))
+# `learn` takes 2 s here alone, but 10-50 s while another process keeps a core busy (NumPy's
+# OpenBLAS threads; 2 s with OPENBLAS_NUM_THREADS=1): generous limits for the tests that learn.
+LEARN_SECONDS = 150
+learns = pytest.mark.timeout(300)
+
+
+def make_corrections(config: Config, home: Path) -> None:
+    from teddywatch.engines.onnx import read_metadata
+    from teddywatch.teach.record import correct_file
+
+    taught = home / "taught"
+    taught.mkdir()
+    labels = read_metadata(config.model.path)["labels"]
+    for fixture, label in TAUGHT:
+        shutil.copy(FIXTURES / fixture, taught / fixture)
+        correct_file(str(taught / fixture), label, log_path=config.log.path, labels=labels)
+
+
+def answer(config: Config, name: str) -> tuple[str, str]:
+    """The label and model of the row the service wrote for `name` in the watched folder."""
+    from teddywatch.ledger import read_results
+
+    path = str(config.watch[0].path / name)
+    rows = wait_for(lambda: [r for r in read_results(config.log.path) if r.path == path],
+                    timeout=30, what=f"the row of {name}")
+    return rows[-1].label, rows[-1].model
+
+
+def told(desktop: DesktopSession, since: int, title: str, timeout: float = 15) -> list[str]:
+    return wait_for(lambda: [n[2] for n in desktop.notifications()[since:] if n[1] == title],
+                    timeout=timeout, what=f"{title!r} notified")
+
+
+@learns
+def test_learn_from_corrections_in_the_desktop_menu_makes_and_uses_a_new_version(
+        desktop, config, home, no_leaked_threads) -> None:
+    """"Learn from corrections" learns on its own thread and says the outcome; the model line
+    then names the new version and the service answers with it: the plush toy corrected to
+    teddy is `other` before and teddy after."""
+    from teddywatch.teach.versions import ModelVersions
+    from teddywatch.traymenu import LEARNED_TITLE
+
+    make_corrections(config, home)
+    tray = make_tray(config, "appindicator", real_model=True)
+    received_before = len(desktop.notifications())
+    seen: dict[str, Any] = {}
+
+    def driver(tray) -> None:
+        menu = DBusMenu.of_this_process(desktop.bus_address, "teddywatch")
+        try:
+            seen["model_at_start"] = menu.wait_for("Model:").label
+            seen["undo_at_start"] = menu.wait_for("Undo learning").enabled
+            seen["base"] = tray.service.model_name
+            drop(config.watch[0].path, "other_plush.jpg", "plush-1.jpg")
+            seen["before"] = answer(config, "plush-1.jpg")
+
+            menu.click("Learn from corrections")
+            seen["learned"] = told(desktop, received_before, LEARNED_TITLE, LEARN_SECONDS)
+            seen["model_after"] = menu.wait_for("Model: bears-int8 v1").label
+            seen["undo_after"] = menu.wait_for("Undo learning").enabled
+            drop(config.watch[0].path, "other_plush.jpg", "plush-2.jpg")
+            seen["after"] = answer(config, "plush-2.jpg")
+            menu.click("Quit")
+        finally:
+            menu.close()
+
+    run_with_driver(tray, driver)
+    base = seen["base"]
+    assert seen["model_at_start"] == "Model: bears-int8 (original)" and not seen["undo_at_start"]
+    assert seen["before"] == ("other", base)
+    assert seen["learned"] == [f"now classifying with {base}+v1"]
+    assert seen["undo_after"] is True and ModelVersions(base).current() == 1
+    assert seen["after"] == ("teddy", f"{base}+v1")
+
+
+@learns
+def test_undo_learning_in_the_desktop_menu_goes_back_to_the_model_before(
+        desktop, config, home, no_leaked_threads) -> None:
+    """A learned version made beforehand (`learn` on the corrections) is in use at start; "Undo
+    learning" goes back to the original model: the model line says so, and the service answers
+    with it (the plush toy is teddy with v1, `other` after the undo)."""
+    from teddywatch.teach.learn import learn
+    from teddywatch.teach.versions import ModelVersions
+
+    make_corrections(config, home)
+    report = learn(config.model.path)
+    assert report.used, report.lines()  # the check pictures take it: a version to go back from
+    base, versions = report.model, ModelVersions(report.model)
+    tray = make_tray(config, "appindicator", real_model=True)
+    received_before = len(desktop.notifications())
+    seen: dict[str, Any] = {}
+
+    def driver(tray) -> None:
+        menu = DBusMenu.of_this_process(desktop.bus_address, "teddywatch")
+        try:
+            seen["model_at_start"] = menu.wait_for("Model:").label
+            drop(config.watch[0].path, "other_plush.jpg", "plush-1.jpg")
+            seen["before"] = answer(config, "plush-1.jpg")
+
+            menu.click("Undo learning")
+            seen["undone"] = told(desktop, received_before, "teddywatch")
+            seen["model_after"] = menu.wait_for("Model: bears-int8 (original)").label
+            seen["undo_after"] = menu.wait_for("Undo learning").enabled
+            seen["version_after"] = versions.current()
+            drop(config.watch[0].path, "other_plush.jpg", "plush-2.jpg")
+            seen["after"] = answer(config, "plush-2.jpg")
+            menu.click("Quit")
+        finally:
+            menu.close()
+
+    run_with_driver(tray, driver)
+    assert seen["model_at_start"] == "Model: bears-int8 v1"
+    assert seen["before"] == ("teddy", f"{base}+v1")
+    assert seen["undone"] == [f"now classifying with {base}"]
+    assert seen["undo_after"] is False and seen["version_after"] == 0
+    assert seen["after"] == ("other", base)
+    assert versions.versions() == [1]  # kept, to learn or go back to again
 
 
 # --- the command ---------------------------------------------------------------------------------
