@@ -92,7 +92,7 @@ def old_model(items: list[data.Item]) -> Path:
 
 
 def outputs(model: Path, items: list[data.Item]) -> tuple[np.ndarray, np.ndarray]:
-    cache = model.with_name(model.stem + ".bench-features.npz")
+    cache = WORK / f"{model.parent.name}-{model.stem}.features.npz"
     if cache.exists():
         with np.load(cache) as d:
             return d["p"], d["f"]

@@ -166,10 +166,14 @@ class _Handler(FileSystemEventHandler):
 
 
     def _folder_with_an_image_name(self, event: FileSystemEvent) -> None:
-        """A folder named like an image where folders are not walked gets its error row."""
-        if self.folder.config.recursive or not isinstance(event, (DirCreatedEvent, DirMovedEvent)):
+        """A folder named like an image where folders are not walked gets its error row: in a
+        flat watch any folder, in a recursive one a link to a folder (never followed, as the scan
+        does not follow it either; watchdog reports such a link as a folder)."""
+        if not isinstance(event, (DirCreatedEvent, DirMovedEvent)):
             return
         path = os.fsdecode(event.dest_path if isinstance(event, DirMovedEvent) else event.src_path)
+        if self.folder.config.recursive and not os.path.islink(path):
+            return
         if path and wanted(path, self.folder.root, self.folder.config):
             self.watcher.note(path, _READY, False)
 
