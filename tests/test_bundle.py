@@ -103,6 +103,22 @@ def test_classify_csv_labels_the_fixtures(bundle: Path, user_env: dict[str, str]
         assert row["model"].startswith("bears-int8.onnx"), row
 
 
+def test_correct_and_learn_in_the_frozen_app(bundle: Path, user_env: dict[str, str],
+                                            tmp_path: Path) -> None:
+    """`learn` needs no torch: it fits with NumPy, here on the bundle's BLAS stand-in."""
+    plush = FIXTURES / "other_plush.jpg"
+    assert run_frozen(bundle, "correct", str(plush), "teddy", env=user_env).returncode == 0
+    learned = run_frozen(bundle, "learn", env=user_env)
+    assert learned.returncode == 0, learned.stdout + learned.stderr
+    assert "+v1" in learned.stdout
+    proc = run_frozen(bundle, "classify", "--format", "csv", str(plush),
+                      str(FIXTURES / "black_1.jpg"), env=user_env)
+    rows = {Path(r["path"]).name: r for r in csv.DictReader(io.StringIO(proc.stdout))}
+    assert rows["other_plush.jpg"]["label"] == "teddy"
+    assert rows["black_1.jpg"]["label"] == "black"
+    assert rows["black_1.jpg"]["model"].endswith("+v1")
+
+
 def test_classify_camera_sized_webp_and_progressive_jpeg(bundle: Path, user_env: dict[str, str],
                                                          tmp_path: Path) -> None:
     # The decoding shortcuts work frozen too: libwebp is found inside the bundle (the -v log
