@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from teddywatch import resources
+from teddywatch.csvcells import printable
 from teddywatch.results import ERROR, Result, format_confidence
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,9 @@ class GallerySink:
 # --- the page --------------------------------------------------------------------------------
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped, and a name that is not UTF-8 shown with its odd bytes as \\xff (the page
+    is UTF-8: such a name could not be written at all)."""
+    return html.escape(printable(str(value)), quote=True)
 
 
 def _file_uri(path: str) -> str:
