@@ -20,9 +20,19 @@ onnxruntime and the model (about 225 MB at the peak of a burst of small files) t
 from __future__ import annotations
 
 import threading
+from typing import Protocol
 
 MB = 1024 * 1024
 DECODE_BUDGET_MB = 160
+
+
+class Budget(Protocol):
+    """What decoding asks before it holds a full-size frame (`PixelBudget`, or in a decoder
+    process its proxy, which asks the app's `BUDGET` over the process's socket)."""
+
+    def acquire(self, nbytes: int) -> int: ...
+
+    def release(self, granted: int) -> None: ...
 
 
 class PixelBudget:
@@ -38,11 +48,26 @@ class PixelBudget:
         """Wait until `nbytes` (at most the whole budget) fit; the bytes granted, for release."""
         need = max(0, min(nbytes, self.capacity))
         with self._changed:
-            while self.used and self.used + need > self.capacity:
+            while not self._fits(need):
                 self._changed.wait()
-            self.used += need
-            self.peak = max(self.peak, self.used)
+            self._take(need)
         return need
+
+    def try_acquire(self, nbytes: int) -> int | None:
+        """`acquire` without waiting: the bytes granted, or None when they do not fit now."""
+        need = max(0, min(nbytes, self.capacity))
+        with self._changed:
+            if not self._fits(need):
+                return None
+            self._take(need)
+        return need
+
+    def _fits(self, need: int) -> bool:
+        return not self.used or self.used + need <= self.capacity
+
+    def _take(self, need: int) -> None:
+        self.used += need
+        self.peak = max(self.peak, self.used)
 
     def release(self, granted: int) -> None:
         if not granted:

@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable, Union
 
+from teddywatch import decoders
 from teddywatch.config import Config
 from teddywatch.engines import Engine, load_engine
 from teddywatch.imaging import set_max_megapixels
@@ -103,6 +104,7 @@ class Service:
     def _start_parts(self) -> None:
         config = self.config
         set_max_megapixels(config.decode.max_megapixels)
+        decoders.set_time_limit(config.decode.time_limit_seconds)
         self._lock_file = RunLock(config.log.path)
         self._lock_file.acquire()  # AlreadyRunning: another service has this log
         self._ledger = Ledger(config.log.path, wrap=self._wrap_log_file)
@@ -110,6 +112,7 @@ class Service:
         self._done_today = readback.today
         self._errors_today = readback.errors_today
         self._last_result = readback.recent[-1] if readback.recent else None
+        decoders.start()  # they import Pillow while the model loads; idle a minute, they end
         if self._engine is None:
             self._engine = load_engine(config.model.path, config.model.engine,
                                        threads=config.model.threads, code=config.model.code)
@@ -179,6 +182,7 @@ class Service:
         if self._engine is not None and self._owns_engine:
             self._engine.close()
             self._engine = None
+        decoders.stop()
         self._watcher = self._worker = None
         self._sinks = []
 
