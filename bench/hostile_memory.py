@@ -11,9 +11,11 @@ images over it, and about 900 small files of every mode, truncated copies and ju
 
 Both decode in child processes (teddywatch.decoders), so each run also samples, every 10 ms, the
 RSS of the teddywatch process and of all its descendants, and reports the largest sum seen
-(`peak_total_rss_mb`: the number the 400 MB target applies to) and the largest sum of the
-descendants alone. Summed RSS counts the pages they share (Python, Pillow's libraries) once per
-process, so it overstates what they take together; sampling may miss a peak shorter than 10 ms.
+(`peak_total_rss_mb`: the number the 400 MB target applies to), the largest sum of the
+descendants alone, each process's share at that moment, and the largest sum of their PSS.
+Summed RSS counts the pages they share (Python, Pillow's libraries) once per process, so it
+overstates what they take together (PSS counts each shared page once); sampling may miss a
+peak shorter than 10 ms.
 
 The subprocesses import teddywatch from --code (default: this checkout), which the result
 records. Not a test: numbers, no asserts.
@@ -197,8 +199,8 @@ class TreeSampler:
 
     def __init__(self, pid: int, every: float = 0.01) -> None:
         self.pid, self.every = pid, every
-        self.peak_total = self.peak_children = 0
-        self.children_seen: set[int] = set()
+        self.peak_total = self.peak_children = self.peak_pss = 0
+        self.at_peak: list[int] = []  # teddywatch's own RSS, then each decoder's, at the peak
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -208,7 +210,8 @@ class TreeSampler:
         self._thread.join()
         return {"peak_total_rss_mb": round(self.peak_total / 1024),
                 "peak_decoders_rss_mb": round(self.peak_children / 1024),
-                "decoder_processes_seen": len(self.children_seen)}
+                "at_peak_rss_mb": [round(kb / 1024) for kb in self.at_peak],
+                "peak_total_pss_mb": round(self.peak_pss / 1024)}
 
     def _run(self) -> None:
         while not self._stop.wait(self.every):
@@ -216,10 +219,12 @@ class TreeSampler:
             if own is None:
                 return
             children = _descendants(self.pid)
-            self.children_seen.update(children)
-            theirs = sum(_rss_kb(child) or 0 for child in children)
-            self.peak_total = max(self.peak_total, own + theirs)
+            each = [_rss_kb(child) or 0 for child in children]
+            theirs = sum(each)
+            if own + theirs > self.peak_total:
+                self.peak_total, self.at_peak = own + theirs, [own, *each]
             self.peak_children = max(self.peak_children, theirs)
+            self.peak_pss = max(self.peak_pss, sum(_pss_kb(pid) for pid in [self.pid, *children]))
 
 
 def _descendants(pid: int) -> list[int]:
@@ -239,6 +244,18 @@ def _descendants(pid: int) -> list[int]:
             found += kids
             todo += kids
     return found
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: each shared page counted once across the processes sharing it."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _rss_kb(pid: int) -> int | None:
@@ -285,6 +302,7 @@ def run_classify(root: Path, burst: Path, env: dict[str, str], code: Path) -> di
     peak_kb = usage.ru_maxrss
     return {"exit_code": proc.returncode, "rows": len(rows),
             "errors": sum(r["status"] == "error" for r in rows),
+            "too_slow_or_crashed": _stopped([r["detail"] for r in rows]),
             "seconds": round(seconds, 1), "traceback_on_stderr": "Traceback" in err_text,
             "peak_rss_mb": round(peak_kb / 1024), **sampled}
 
@@ -325,9 +343,17 @@ def run_service(root: Path, burst: Path, env: dict[str, str], code: Path) -> dic
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
     text = (root / "service-stderr.txt").read_text(encoding="utf-8")
+    with open(log, encoding="utf-8", newline="") as f:
+        details = [row.get("detail", "") for row in csv.DictReader(f)]
     return {"rows": rows, "files": len(names), "seconds": round(seconds, 1),
+            "too_slow_or_crashed": _stopped(details),
             "alive_until_stopped": proc.returncode == 0, "traceback_on_stderr": "Traceback" in text,
             "peak_rss_mb": peak, **sampled}
+
+
+def _stopped(details: list[str]) -> list[str]:
+    """The reasons of files whose decoder was stopped (time limit) or crashed."""
+    return [d for d in details if d.startswith(("took longer than", "the decoder crashed"))]
 
 
 def _rows(log: Path) -> int:

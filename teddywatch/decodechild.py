@@ -59,10 +59,12 @@ class RemoteBudget:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.small_frame = 0
+        self.large = False  # a large frame was decoded since this was last cleared
 
     def acquire(self, nbytes: int) -> int:
         if nbytes <= self.small_frame:
             return 0
+        self.large = True
         self.channel.conn.send(("budget", nbytes))
         while True:
             message = self.channel.conn.recv()
@@ -123,6 +125,9 @@ def main(argv: list[str]) -> int:
             Image.MAX_IMAGE_PIXELS = max_pixels
             if _decode_one(conn, pixels, at, imaging, path, min_size, budget):
                 at = SECOND_HALF - at
+            if budget.large:  # its strips and copies left the heap in pieces: give them back
+                budget.large = False
+                heap.trim()
     except (EOFError, OSError):  # the app closed the socket or died
         pass
     return 0

@@ -27,8 +27,9 @@ from teddywatch.pixelbudget import MB
 #: Frames up to this many bytes (a photo in JPEG draft mode, 1 Mpx) are decoded without asking
 #: the app's `pixelbudget.BUDGET`; a larger frame waits for its bytes.
 SMALL_FRAME = 4 * MB
-#: Pixels of up to this many bytes are read into a buffer kept from one image to the next.
-KEPT_BUFFER = 8 * MB
+#: Pixels of up to this many bytes (a camera photo at 1/8) are read into a buffer kept from one
+#: image to the next.
+KEPT_BUFFER = 2 * MB
 #: The frozen app's first argument that makes it a decoder process (packaging/teddywatch_main.py).
 FROZEN_FLAG = "--decoder-process"
 

@@ -29,13 +29,14 @@ import os
 import threading
 from typing import Iterator, Sequence
 
-from teddywatch import imaging
+from teddywatch import heap, imaging
 from teddywatch.decoderprocess import DecoderProcess
 from teddywatch.dispatch import Outcome, decode_many
 from teddywatch.imaging import DECODE_THREADS
 from teddywatch.pixelbudget import BUDGET, Budget
 
 log = logging.getLogger(__name__)
+heap.few_arenas()  # the app's threads; decoder processes hold the frames
 
 #: The default per-file time limit in seconds (`[decode] time_limit_seconds`).
 TIME_LIMIT_SECONDS = 5.0

@@ -7,7 +7,9 @@ waiting for the app), at the end one (so the last files go to whichever is free 
 a process back as soon as it has no file of this batch left (the next batch may be waiting for
 it). It reads their answers as they come (`multiprocessing.connection.wait`: one thread, no
 hand-off between threads) and answers their questions: room in `pixelbudget.BUDGET` for a large
-frame (given when it fits, tried again meanwhile) and log records to log.
+frame (given when it fits, tried again meanwhile) and log records to log. A process with files
+holds `SMALL_FRAME` bytes of the budget for the frames it decodes without asking, so the frames
+of all decoder processes together stay within the budget.
 
 A file's time starts when its process begins it (the previous file's answer, or the process
 saying it is ready) and stops while it waits for room in the budget. Past the limit the process
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image
 
 from teddywatch import imaging
-from teddywatch.decoderprocess import DecoderProcess, ended, log_from_child
+from teddywatch.decoderprocess import SMALL_FRAME, DecoderProcess, ended, log_from_child
 from teddywatch.imaging import DecodeError
 from teddywatch.pixelbudget import Budget
 
@@ -71,6 +73,7 @@ class _Slot:
     process: DecoderProcess
     turns: deque[_Turn] = field(default_factory=deque)
     ready_by: float = math.inf    # a new process must be ready by then
+    allowance: int = 0            # budget held for its small frames while it has files
 
 
 def decode_many(pool: DecoderPool, paths: Sequence[str | os.PathLike[str]], min_size: int,
@@ -97,6 +100,8 @@ class _Run:
                 self._feed()
                 if self._queued():
                     self._wait()
+                elif self.todo:  # no room in the budget even for a small frame, yet
+                    time.sleep(BUDGET_RETRY)
         finally:
             self._finish()
         return [outcome for outcome in self.outcomes if outcome is not None]
@@ -114,6 +119,12 @@ class _Run:
                 self.slots.remove(slot)
                 self.pool.give_back(slot.process)
                 continue
+            if self.todo and not slot.allowance:
+                if slot.turns:  # its file waits for room for a large frame: nothing more now
+                    continue
+                slot.allowance = self.budget.try_acquire(SMALL_FRAME) or 0
+                if not slot.allowance:
+                    continue  # a large frame elsewhere has the budget: wait for room
             while self.todo and len(slot.turns) < (DEPTH if len(self.todo) > len(self.slots)
                                                    else 1):
                 turn = _Turn(self.todo.popleft())
@@ -175,9 +186,13 @@ class _Run:
         front.answered = True
         if kind == "budget":  # a large frame: it waits for room, and that is not its time
             front.asked, front.asked_since = message[1], time.monotonic()
+            self.budget.release(slot.allowance)  # (holding it while waiting could deadlock)
+            slot.allowance = 0
             self._try_grant(slot, front)
-        elif kind == "release":
-            self.budget.release(message[1])
+        elif kind == "release":  # the frame is gone: back to the allowance for small ones
+            slot.allowance = self.budget.try_acquire(SMALL_FRAME, giving_back=message[1]) or 0
+            if not slot.allowance:
+                self.budget.release(message[1])
             front.held -= message[1]
         elif kind == "log":
             log_from_child(*message[1:])
@@ -211,6 +226,13 @@ class _Run:
         self.outcomes[turn.index] = (outcome, time.perf_counter() - turn.started)
         if slot.turns:
             self._begin(slot.turns[0])
+        else:
+            self._let_go(slot)
+
+    def _let_go(self, slot: _Slot) -> None:
+        """Give back the budget a slot held for small frames (it has no file now)."""
+        self.budget.release(slot.allowance)
+        slot.allowance = 0
 
     def _too_slow(self, slot: _Slot) -> None:
         slot.process.kill()
@@ -238,6 +260,7 @@ class _Run:
             self.budget.release(turn.held)
             self.todo.appendleft(turn.index)
         slot.turns.clear()
+        self._let_go(slot)
         fresh = self.pool.replace(slot.process)
         if fresh is None:
             self.slots.remove(slot)
@@ -260,6 +283,7 @@ class _Run:
         for slot in self.slots:
             for turn in slot.turns:
                 self.budget.release(turn.held)
+            self._let_go(slot)
             if slot.turns:  # interrupted (an exception here): its answers would be stale
                 slot.process.kill()
             self.pool.give_back(slot.process)

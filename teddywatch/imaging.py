@@ -195,10 +195,9 @@ def _scaled_webp(handle: BinaryIO, image: Image.Image, min_size: int) -> Image.I
     if decoder is None or getattr(image, "n_frames", 1) > 1:
         return None
     width, height = (-(-side // factor) for side in image.size)
-    pixels = decoder(_all_bytes(handle), width, height)
-    if pixels is None:
+    scaled = decoder(_all_bytes(handle), width, height)
+    if scaled is None:
         return None
-    scaled = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
     scaled.info = dict(image.info)  # the EXIF orientation, for exif_transpose
     scaled.format = image.format
     return scaled
