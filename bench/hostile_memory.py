@@ -9,6 +9,14 @@ images over it, and about 900 small files of every mode, truncated copies and ju
 - service (unless --no-service): `teddywatch run --headless` watching an empty folder, the burst
   renamed into it at once; peak RSS (VmHWM) once every file has its row.
 
+Both decode in child processes (teddywatch.decoders), so each run also samples, every 10 ms, the
+RSS of the teddywatch process and of all its descendants, and reports the largest sum seen
+(`peak_total_rss_mb`: the number the 400 MB target applies to), the largest sum of the
+descendants alone, each process's share at that moment, and the largest sum of their PSS.
+Summed RSS counts the pages they share (Python, Pillow's libraries) once per process, so it
+overstates what they take together (PSS counts each shared page once); sampling may miss a
+peak shorter than 10 ms.
+
 The subprocesses import teddywatch from --code (default: this checkout), which the result
 records. Not a test: numbers, no asserts.
 
@@ -29,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -185,6 +194,81 @@ def write_burst(folder: Path) -> dict[str, int]:
     return kinds
 
 
+class TreeSampler:
+    """The largest summed RSS of a process and its descendants, sampled on a thread."""
+
+    def __init__(self, pid: int, every: float = 0.01) -> None:
+        self.pid, self.every = pid, every
+        self.peak_total = self.peak_children = self.peak_pss = 0
+        self.at_peak: list[int] = []  # teddywatch's own RSS, then each decoder's, at the peak
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {"peak_total_rss_mb": round(self.peak_total / 1024),
+                "peak_decoders_rss_mb": round(self.peak_children / 1024),
+                "at_peak_rss_mb": [round(kb / 1024) for kb in self.at_peak],
+                "peak_total_pss_mb": round(self.peak_pss / 1024)}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            own = _rss_kb(self.pid)
+            if own is None:
+                return
+            children = _descendants(self.pid)
+            each = [_rss_kb(child) or 0 for child in children]
+            theirs = sum(each)
+            if own + theirs > self.peak_total:
+                self.peak_total, self.at_peak = own + theirs, [own, *each]
+            self.peak_children = max(self.peak_children, theirs)
+            self.peak_pss = max(self.peak_pss, sum(_pss_kb(pid) for pid in [self.pid, *children]))
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: each shared page counted once across the processes sharing it."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _rss_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return 0
+
+
 def _env(root: Path, code: Path) -> dict[str, str]:
     home = root / "home"
     return dict(os.environ, PYTHONPATH=str(code), HOME=str(home),
@@ -206,7 +290,9 @@ def run_classify(root: Path, burst: Path, env: dict[str, str], code: Path) -> di
             open(root / "classify-stderr.txt", "w+", encoding="utf-8") as err:
         proc = subprocess.Popen([sys.executable, "-m", "teddywatch", "classify", str(burst),
                                  "--format", "csv"], stdout=out, stderr=err, env=env, cwd=code)
+        sampler = TreeSampler(proc.pid)
         _, status, usage = os.wait4(proc.pid, 0)
+        sampled = sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -216,8 +302,9 @@ def run_classify(root: Path, burst: Path, env: dict[str, str], code: Path) -> di
     peak_kb = usage.ru_maxrss
     return {"exit_code": proc.returncode, "rows": len(rows),
             "errors": sum(r["status"] == "error" for r in rows),
+            "too_slow_or_crashed": _stopped([r["detail"] for r in rows]),
             "seconds": round(seconds, 1), "traceback_on_stderr": "Traceback" in err_text,
-            "peak_rss_mb": round(peak_kb / 1024)}
+            "peak_rss_mb": round(peak_kb / 1024), **sampled}
 
 
 def run_service(root: Path, burst: Path, env: dict[str, str], code: Path) -> dict:
@@ -231,6 +318,7 @@ def run_service(root: Path, burst: Path, env: dict[str, str], code: Path) -> dic
     proc = subprocess.Popen([sys.executable, "-m", "teddywatch", "--config", str(config), "run",
                              "--headless"], stdout=subprocess.DEVNULL, stderr=stderr, env=env,
                             cwd=code)
+    sampler = TreeSampler(proc.pid)
     try:
         deadline = time.monotonic() + 120
         while "watching " not in (root / "service-stderr.txt").read_text(encoding="utf-8"):
@@ -249,14 +337,23 @@ def run_service(root: Path, burst: Path, env: dict[str, str], code: Path) -> dic
             rows = _rows(log)
         seconds = time.perf_counter() - started
         peak = _vm_hwm_mb(proc.pid)
+        sampled = sampler.stop()
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
     text = (root / "service-stderr.txt").read_text(encoding="utf-8")
+    with open(log, encoding="utf-8", newline="") as f:
+        details = [row.get("detail", "") for row in csv.DictReader(f)]
     return {"rows": rows, "files": len(names), "seconds": round(seconds, 1),
+            "too_slow_or_crashed": _stopped(details),
             "alive_until_stopped": proc.returncode == 0, "traceback_on_stderr": "Traceback" in text,
-            "peak_rss_mb": peak}
+            "peak_rss_mb": peak, **sampled}
+
+
+def _stopped(details: list[str]) -> list[str]:
+    """The reasons of files whose decoder was stopped (time limit) or crashed."""
+    return [d for d in details if d.startswith(("took longer than", "the decoder crashed"))]
 
 
 def _rows(log: Path) -> int:

@@ -240,13 +240,17 @@ def measure_ceiling(images: str, model: Path, files: list[str], env: dict,
 class Service:
     """`teddywatch run --headless` on a fresh inbox and results log."""
 
-    def __init__(self, home: Path, model: Path) -> None:
+    def __init__(self, home: Path, model: Path, tree: Path | None = None) -> None:
         self.home = home
         self.inbox = home / "inbox"
         self.inbox.mkdir(parents=True)
         self.ledger = home / "results.csv"
         self.cfg = write_config(home, self.inbox, self.ledger, model)
         self.env = child_env(home)
+        # --src: that tree's teddywatch, as for classify (not the one installed in the venv)
+        self.command = [PY, "-m", "teddywatch"] if tree else [str(BIN / "teddywatch")]
+        if tree:
+            self.env["PYTHONPATH"] = str(tree.resolve())
         self.proc: subprocess.Popen | None = None
         self.seen = 0
         self._offset = 0
@@ -260,7 +264,7 @@ class Service:
         os.utime(target, (old, old))
         self.log = open(self.home / "service.log", "wb")
         started = time.perf_counter()
-        self.proc = subprocess.Popen([str(BIN / "teddywatch"), "--config", str(self.cfg), "run",
+        self.proc = subprocess.Popen([*self.command, "--config", str(self.cfg), "run",
                                       "--headless"], stdout=self.log, stderr=subprocess.STDOUT,
                                      env=self.env, cwd=self.home)
         self.wait_rows(1, timeout=120)
@@ -325,10 +329,10 @@ class Service:
 
 
 def measure_service(images: str, files: list[str], n: int, model: Path, work: Path,
-                    latency_count: int, big_burst: int = 0) -> Run:
+                    latency_count: int, big_burst: int = 0, tree: Path | None = None) -> Run:
     run = Run("teddywatch run --headless (drop into watched folder)", images, 2 * n)
     home = Path(tempfile.mkdtemp(prefix=f"svc-{images}-", dir=work))
-    svc = Service(home, model)
+    svc = Service(home, model, tree)
     try:
         run.extra["ready_s"] = svc.start(files[0])
         time.sleep(2.0)
@@ -365,7 +369,7 @@ def measure_service(images: str, files: list[str], n: int, model: Path, work: Pa
         return run
     if big_burst:
         home = Path(tempfile.mkdtemp(prefix="svc-big-", dir=work))
-        svc = Service(home, model)
+        svc = Service(home, model, tree)
         try:
             svc.start(files[0])
             unique = list(dict.fromkeys(files))
@@ -531,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
             default = int8 if wanted == "int8" and int8.exists() else fp32
             run = measure_service(images, files, n, default, work,
                                   latency_count=20 if images == "web" else 12,
-                                  big_burst=0 if args.quick or images != "web" else 2000)
+                                  big_burst=0 if args.quick or images != "web" else 2000,
+                                  tree=args.src)
             run.extra["model"] = default.name
             report(run)
 

@@ -145,8 +145,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise UsageError("--threshold must be between 0 and 1")
     config = active_config(args)
+    from teddywatch import decoders
     from teddywatch.imaging import set_max_megapixels
     set_max_megapixels(config.decode.max_megapixels)
+    decoders.set_time_limit(config.decode.time_limit_seconds)
     problems: list[str] = []
     empty: list[Path] = []
     files = list(iter_image_files(args.paths, problems, empty))
@@ -161,6 +163,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     # Two batches at once, each on its own share of the cores: onnxruntime runs one while the
     # other is decoded (6% more web images/s, 16% more camera photos/s on 2 cores).
     threads = max(1, (os.cpu_count() or 2) // in_flight) if in_flight > 1 else None
+    decoders.start()  # the decoder processes import Pillow while the model loads
     engine = open_engine(args, config, threads=threads)
     log.debug("classify: %d files in batches of %d, %d batch(es) in flight", len(files),
               per_call, in_flight)
@@ -182,6 +185,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             failed.extend(result for result in results if result.status == ERROR)
             progress.advance(len(results))
     engine.close()
+    decoders.stop()
     writer.finish()
     report_problems(failed, len(files), sys.stderr)
     return _report_folders(problems) if problems else \

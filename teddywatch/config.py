@@ -97,6 +97,7 @@ class GalleryConfig:
 @dataclass(frozen=True)
 class DecodeConfig:
     max_megapixels: float = 90.0  # larger images are refused before they are decoded
+    time_limit_seconds: float = 5.0  # a decode taking longer is stopped (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,9 @@ class _Parser:
             gallery=self._gallery(self._table(raw, "gallery")),
             decode=self._section(DecodeConfig, self._table(raw, "decode"), "decode",
                                  max_megapixels=lambda v: None if 0 < v <= 1000 else
-                                 "a number of megapixels above 0, at most 1000"),
+                                 "a number of megapixels above 0, at most 1000",
+                                 time_limit_seconds=lambda v: None if v == 0 or 0.1 <= v <= 3600
+                                 else "0 (no limit) or a number of seconds from 0.1 to 3600"),
             learn=self._section(LearnConfig, self._table(raw, "learn"), "learn",
                                 after=lambda v: None if 1 <= v <= 1000 else
                                 "a number of corrections from 1 to 1000"),

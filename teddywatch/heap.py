@@ -21,21 +21,58 @@ import sys
 
 log = logging.getLogger(__name__)
 
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 THRESHOLD = 8 * 1024 * 1024
 
 
 def release_big_blocks() -> bool:
     """Set glibc's mmap threshold once; True if it was set."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others: no mallopt
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    done = mallopt(_M_MMAP_THRESHOLD, THRESHOLD) == 1
+    done = _mallopt(_M_MMAP_THRESHOLD, THRESHOLD)
     if not done:
         log.debug("mallopt(M_MMAP_THRESHOLD) refused; freed image memory may stay mapped")
     return done
+
+
+def keep_freed_heap(nbytes: int = 4 * 1024 * 1024) -> bool:
+    """Keep up to `nbytes` of freed heap instead of handing it back at every free (a decoder
+    process, whose heap is little more than the image it decodes, would otherwise fault every
+    page of the next image in again: a third of its time on web photos). Blocks over the mmap
+    threshold still go back. True if it was set."""
+    return _mallopt(_M_TRIM_THRESHOLD, nbytes)
+
+
+def few_arenas(count: int = 1) -> bool:
+    """Let all threads allocate from `count` malloc arenas (glibc gives each thread its own, up
+    to 8 per core, and each keeps freed memory in pieces: the app's threads held 30 MB that way
+    at the peak of bench/hostile_memory.py's burst). Their allocations are few and large (images,
+    arrays), so sharing costs no measurable time. Set it before threads start; True if set."""
+    return _mallopt(_M_ARENA_MAX, count)
+
+
+def trim() -> bool:
+    """Hand freed heap memory back to the system now (after a large image, in a decoder)."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return libc.malloc_trim(0) == 1
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _mallopt(option: int, value: int) -> bool:
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None)  # musl and others: no mallopt
+    if mallopt is None:
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(option, value) == 1

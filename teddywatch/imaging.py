@@ -23,7 +23,7 @@ from teddywatch.files import NotAFile, open_regular
 from teddywatch.heap import release_big_blocks
 from teddywatch.jpeg import eighth_scale_scans
 from teddywatch.libwarnings import decoding, last_libtiff_error
-from teddywatch.pixelbudget import BUDGET
+from teddywatch.pixelbudget import BUDGET, Budget
 from teddywatch.reasons import bomb_reason, load_failure, open_failure, too_large
 from teddywatch.shrink import frame_bytes, reduce_factor, shrink, to_rgb
 from teddywatch.webp import scaled_decoder
@@ -54,7 +54,8 @@ class DecodeError(Exception):
     """The file is not an image we can read; str() is a one-line reason."""
 
 
-def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
+def decode(path: str | os.PathLike[str], min_size: int = 224,
+           budget: Budget = BUDGET) -> Image.Image:
     """Open `path` as an upright RGB image with both sides at least `min_size` where possible.
 
     JPEGs are decoded in draft mode (DCT scaling), so a 20-megapixel photo costs a fraction of a
@@ -63,8 +64,8 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
     other large images (PNG, TIFF, HEIC photos), whatever their mode or bit depth, are made
     8-bit RGB and shrunk the same way right after decoding (by 2, 4 or 8 with a box filter,
     `teddywatch.shrink`), so a batch never holds full-size photos. A full-size frame is decoded
-    only once `pixelbudget.BUDGET` has room for it. The format is read from the file's bytes,
-    never from its extension.
+    only once `budget` (`pixelbudget.BUDGET`; in a decoder process, its proxy) has room for it.
+    The format is read from the file's bytes, never from its extension.
     """
     path = Path(path)
     try:
@@ -78,7 +79,7 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
         state: dict[str, str] = {}
         held = [0]  # budget bytes granted; given back once the full-size frame is gone
         try:
-            return _decode_open(handle, min_size, state, held)
+            return _decode_open(handle, min_size, state, held, budget)
         except DecodeError:
             raise
         except Image.DecompressionBombError as exc:  # Pillow's own, over twice the limit
@@ -95,11 +96,11 @@ def decode(path: str | os.PathLike[str], min_size: int = 224) -> Image.Image:
             raise DecodeError(load_failure(exc, state.get("format"), size, _head(handle),
                                            last_libtiff_error())) from None
         finally:
-            BUDGET.release(held[0])
+            budget.release(held[0])
 
 
 def _decode_open(handle: BinaryIO, min_size: int, state: dict[str, str],
-                 held: list[int]) -> Image.Image:
+                 held: list[int], budget: Budget) -> Image.Image:
     with Image.open(handle) as image:
         state["format"] = image.format or ""
         _check_pixels(image)
@@ -113,7 +114,7 @@ def _decode_open(handle: BinaryIO, min_size: int, state: dict[str, str],
             shortcut = None
         if shortcut is not None:
             return to_rgb(ImageOps.exif_transpose(shortcut))
-        held[0] = BUDGET.acquire(frame_bytes(image.size, image.mode))
+        held[0] = budget.acquire(frame_bytes(image.size, image.mode))
         image.load()
         reduced = shrink(image, min_size) if image.format != "JPEG" else image
         return to_rgb(ImageOps.exif_transpose(reduced))
@@ -134,8 +135,9 @@ def thread_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _timed_decode(path: str | os.PathLike[str], min_size: int
-                  ) -> tuple[Image.Image | BaseException, float]:
+def timed_decode(path: str | os.PathLike[str], min_size: int
+                 ) -> tuple[Image.Image | BaseException, float]:
+    """`decode` here and now: (image or exception, seconds)."""
     started = time.perf_counter()
     try:
         outcome: Image.Image | BaseException = decode(path, min_size)
@@ -146,16 +148,18 @@ def _timed_decode(path: str | os.PathLike[str], min_size: int
 
 def decode_all(paths: Sequence[str | os.PathLike[str]], min_size: int = 224
                ) -> Iterator[tuple[Image.Image | BaseException, float]]:
-    """`decode` each path, in order, on the decode threads: (image or exception, seconds).
+    """`decode` each path, in order, on the decode threads of this process: (image or
+    exception, seconds), with no time limit (`teddywatch.decoders` decodes in processes that can
+    be stopped, and falls back to this).
 
     A single path is decoded on the calling thread (no hand-off latency). Exceptions are
     returned, not raised, so one bad file never stops the others.
     """
     if len(paths) <= 1 or DECODE_THREADS == 1:
         for path in paths:
-            yield _timed_decode(path, min_size)
+            yield timed_decode(path, min_size)
         return
-    yield from thread_pool().map(_timed_decode, paths, [min_size] * len(paths))
+    yield from thread_pool().map(timed_decode, paths, [min_size] * len(paths))
 
 
 def _progressive_at_eighth(handle: BinaryIO, image: Image.Image, full_size: tuple[int, int],
@@ -191,10 +195,9 @@ def _scaled_webp(handle: BinaryIO, image: Image.Image, min_size: int) -> Image.I
     if decoder is None or getattr(image, "n_frames", 1) > 1:
         return None
     width, height = (-(-side // factor) for side in image.size)
-    pixels = decoder(_all_bytes(handle), width, height)
-    if pixels is None:
+    scaled = decoder(_all_bytes(handle), width, height)
+    if scaled is None:
         return None
-    scaled = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
     scaled.info = dict(image.info)  # the EXIF orientation, for exif_transpose
     scaled.format = image.format
     return scaled

@@ -18,6 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable, Union
 
+from teddywatch import decoders
 from teddywatch.config import Config
 from teddywatch.engines import Engine, load_engine
 from teddywatch.teach.auto import AutoLearner
@@ -112,6 +113,7 @@ class Service:
     def _start_parts(self) -> None:
         config = self.config
         set_max_megapixels(config.decode.max_megapixels)
+        decoders.set_time_limit(config.decode.time_limit_seconds)
         self._lock_file = RunLock(config.log.path)
         self._lock_file.acquire()  # AlreadyRunning: another service has this log
         self._ledger = Ledger(config.log.path, wrap=self._wrap_log_file)
@@ -119,6 +121,7 @@ class Service:
         self._done_today = readback.today
         self._errors_today = readback.errors_today
         self._last_result = readback.recent[-1] if readback.recent else None
+        decoders.start()  # they import Pillow while the model loads; idle a minute, they end
         if self._engine is None:
             # Serves the version `teddywatch learn` made, and the next one as soon as it is
             # made, between two batches (teach/engine.py).
@@ -199,6 +202,7 @@ class Service:
         if self._engine is not None and self._owns_engine:
             self._engine.close()
             self._engine = None
+        decoders.stop()
         self._watcher = self._worker = None
         self._sinks = []
 

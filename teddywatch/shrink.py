@@ -10,16 +10,15 @@ decoding, so nothing holds a full-size frame longer than its decode:
     by strip: alpha flattened onto white, 16- and 32-bit greyscale scaled to 8 bits, palettes
     expanded. Each conversion is per pixel, so converting strips and then reducing them gives
     the same pixels as converting the whole image and reducing it, without a second full-size
-    copy (a 6000×6000 RGBA PNG costs its 144 MB frame plus an 8 MB strip, not another 144 MB).
+    copy (a 6000×6000 RGBA PNG costs its 144 MB frame plus a 2 MB strip, not another 144 MB).
 """
 
 from __future__ import annotations
 
-import numpy as np
 from PIL import Image
 
 #: Rows are converted in strips of about this many bytes (RGB, 4 bytes a pixel in Pillow).
-STRIP_BYTES = 4 * 1024 * 1024
+STRIP_BYTES = 2 * 1024 * 1024
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _WIDE_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
@@ -81,9 +80,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     if image.mode in _WIDE_GREY:
-        # 16-bit greyscale: scale to 8 bits instead of clipping to white.
-        wide = np.asarray(image.convert("I"), dtype=np.int64)
-        image = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), "L")
+        # 16-bit greyscale: scale to 8 bits instead of clipping to white (v // 256, clipped to
+        # 0..255 by the conversion to L; in Pillow alone, so a decoder process needs no NumPy).
+        image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
     if image.mode != "RGB":
         image = image.convert("RGB")
     return image

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
+from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,12 @@ class _Config(ctypes.Structure):
     _fields_ = [("input", _Features), ("output", _DecBuffer), ("options", _Options)]
 
 
-ScaledDecoder = Callable[[bytes, int, int], "np.ndarray | None"]
+ScaledDecoder = Callable[[bytes, int, int], "Image.Image | None"]
 
 
 @functools.lru_cache(maxsize=1)
 def scaled_decoder() -> ScaledDecoder | None:
-    """`decode(data, width, height) -> HxWx3 (or x4 with alpha) uint8 array`, or None.
+    """`decode(data, width, height) -> an RGB (RGBA with alpha) image of that size`, or None.
 
     None means libwebp is not reachable here; the decode function itself returns None for a
     file libwebp will not decode (animations, corrupt data), and the caller falls back to Pillow.
@@ -99,7 +99,7 @@ def scaled_decoder() -> ScaledDecoder | None:
         log.info("libwebp has another ABI; WebP files are decoded by Pillow at full size")
         return None
 
-    def decode(data: bytes, width: int, height: int) -> np.ndarray | None:
+    def decode(data: bytes, width: int, height: int) -> Image.Image | None:
         config = _Config()
         if not init(ctypes.byref(config), _DECODER_ABI_VERSION):
             return None
@@ -107,18 +107,19 @@ def scaled_decoder() -> ScaledDecoder | None:
         if status != _VP8_STATUS_OK or config.input.has_animation:
             return None
         channels = 4 if config.input.has_alpha else 3
-        pixels = np.empty((height, width, channels), dtype=np.uint8)
+        pixels = bytearray(width * height * channels)
         config.options.use_scaling = 1
         config.options.scaled_width, config.options.scaled_height = width, height
         out = config.output
         out.colorspace = _MODE_RGBA if channels == 4 else _MODE_RGB
         out.is_external_memory = 1  # libwebp writes straight into `pixels`
-        out.u.RGBA.rgba = pixels.ctypes.data
+        out.u.RGBA.rgba = ctypes.addressof((ctypes.c_char * len(pixels)).from_buffer(pixels))
         out.u.RGBA.stride = width * channels
-        out.u.RGBA.size = pixels.nbytes
+        out.u.RGBA.size = len(pixels)
         if webp_decode(data, len(data), ctypes.byref(config)) != _VP8_STATUS_OK:
             return None
-        return pixels
+        mode = "RGBA" if channels == 4 else "RGB"
+        return Image.frombytes(mode, (width, height), pixels)
 
     return decode
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, TypeVa
 from PIL import Image
 
 from teddywatch.engines import Engine
-from teddywatch.imaging import DecodeError, decode_all
+from teddywatch.decoders import decode_all
+from teddywatch.imaging import DecodeError
 from teddywatch.results import Job, Result, status_for
 from teddywatch.sinks import SinkUnavailable
 
@@ -32,7 +33,7 @@ def classify_batch(engine: Engine, jobs: Sequence[Job], threshold: float) -> lis
     """One Result per job, in order; never raises for a bad file or a failing model call."""
     decoded: list[tuple[int, Image.Image, float]] = []
     results: list[Result | None] = [None] * len(jobs)
-    # Files are decoded on imaging's small thread pool (Pillow releases the GIL), in order.
+    # Files are decoded in the decoder processes (one per core, at most two), in order.
     outcomes = decode_all([job.path for job in jobs], engine.decode_size)
     for index, (job, (outcome, seconds)) in enumerate(zip(jobs, outcomes)):
         if isinstance(outcome, DecodeError):

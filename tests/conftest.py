@@ -110,3 +110,27 @@ def make_special_files(folder: Path) -> dict[str, str]:
     return {"fifo.jpg": "named pipe", "sock.jpg": "socket", "zero.jpg": "character device",
             "urandom.jpg": "character device", "dangling.jpg": "missing file",
             "loop_a.jpg": "loops", "loop_b.jpg": "loops", "linked_folder.jpg": "a folder"}
+
+
+def many_strip_tiff(path: Path, strips: int = 1_000_000) -> Path:
+    """A valid 8-pixel-wide greyscale TIFF of `strips` one-row strips, all pointing at the same
+    8 bytes (8 MB, almost all of it the strip tables). Pillow makes a tile per strip before the
+    first pixel: seconds of work and hundreds of MB for a million, a stall for whoever waits."""
+    import struct
+
+    width, data_at = 8, 8
+    offsets_at = data_at + width
+    counts_at = offsets_at + 4 * strips
+    ifd_at = counts_at + 4 * strips
+    long_, short = 4, 3  # TIFF field types
+    entries = [(256, long_, 1, width), (257, long_, 1, strips), (258, short, 1, 8),
+               (259, short, 1, 1), (262, short, 1, 1), (273, long_, strips, offsets_at),
+               (277, short, 1, 1), (278, long_, 1, 1), (279, long_, strips, counts_at)]
+    ifd = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHII", tag, kind, count, value) if kind == long_ or count > 1
+        else struct.pack("<HHIHH", tag, kind, count, value, 0)
+        for tag, kind, count, value in entries) + struct.pack("<I", 0)
+    path.write_bytes(b"II*\0" + struct.pack("<I", ifd_at) + bytes(range(width))
+                     + struct.pack(f"<{strips}I", *[data_at] * strips)
+                     + struct.pack(f"<{strips}I", *[width] * strips) + ifd)
+    return path

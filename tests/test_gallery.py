@@ -68,6 +68,16 @@ def test_each_card_says_which_model_version_answered(tmp_path: Path, photos) -> 
     assert '<div class="teach"' not in page and 'id="undo-learning"' not in page
 
 
+def test_a_name_that_is_not_utf8_is_shown_with_its_bytes_escaped(tmp_path: Path) -> None:
+    bad = os.fsencode(tmp_path) + b"/bad\xff\xfename.jpg"
+    with open(bad, "wb") as out:
+        out.write((FIXTURES / "teddy_1.jpg").read_bytes())
+    gallery = Gallery(tmp_path / "site" / "gallery.html")
+    gallery.add(result_for(Path(os.fsdecode(bad)), "teddy"))
+    page = gallery.write().read_text(encoding="utf-8")  # strict: it could be written
+    assert "bad\\xff\\xfename.jpg" in page and "bad%FF%FEname.jpg" in page  # shown; linked
+
+
 def test_keeps_only_the_last_items_newest_first(tmp_path: Path, photos) -> None:
     gallery = Gallery(tmp_path / "gallery.html", items=3)
     for minute, (path, label) in enumerate(photos[:5]):

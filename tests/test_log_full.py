@@ -3,7 +3,9 @@
 Real parts: the default model, a real watchdog observer on a real temp folder, and for the full
 disk a real tmpfs (mounted here when the test may; skipped, saying so, when it may not). A
 read-only remount cannot be made while the log is open for writing (the kernel refuses with
-EBUSY), so that case wraps the ledger's own file object and raises EROFS at its write.
+EBUSY), so that case wraps the ledger's own file object and raises EROFS at its write. A
+removed drive is the real log file and folder with the system calls of `appendlog` failing with
+EIO (as a pulled-out drive's do) while the folder is moved away, then back.
 """
 
 from __future__ import annotations
@@ -215,4 +217,77 @@ def test_read_only_log_stopped_while_held_says_how_many_and_the_next_start_redoe
     counts = paths_logged(log_path)
     assert [counts[p] for p in first + held] == [1] * 5
     assert_well_formed(log_path)
+    assert [r for r in caplog.records if r.exc_info] == [], "a traceback was logged"
+
+
+class PulledOut:
+    """`os` as teddywatch.appendlog sees it, with every write, fsync and truncate failing with
+    EIO while `gone` is set, as on a drive pulled out while the log is open (the test takes the
+    log's folder away too, as the unmounted drive takes its mount point's contents)."""
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.refused = 0
+        self.reopened = 0  # tries to open the log again while the drive was gone
+
+    def __getattr__(self, name: str):
+        return getattr(os, name)
+
+    def open(self, path, flags: int, *mode) -> int:
+        self.reopened += self.gone
+        return os.open(path, flags, *mode)
+
+    def _check(self) -> None:
+        if self.gone:
+            self.refused += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    def write(self, fd: int, data) -> int:
+        self._check()
+        return os.write(fd, data)
+
+    def fsync(self, fd: int) -> None:
+        self._check()
+        os.fsync(fd)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        self._check()
+        os.ftruncate(fd, size)
+
+
+def test_a_removed_drive_holds_the_results_and_writes_each_once_when_it_is_back(
+        tmp_path: Path, engine, user_env, caplog, monkeypatch: pytest.MonkeyPatch) -> None:
+    from teddywatch import appendlog
+
+    caplog.set_level(logging.INFO)
+    drive = PulledOut()
+    monkeypatch.setattr(appendlog, "os", drive)
+    config = config_for(tmp_path)
+    log_path = config.log.path
+    told = Told()
+    service = Service(config, engine=engine, notify_send=told, retry_max=0.5)
+    service.start()
+    try:
+        first = drop_files(tmp_path / "inbox", 2)
+        wait_for(lambda: set(first) <= set(paths_logged(log_path)), timeout=60, what="two rows")
+        drive.gone = True  # pulled out: the open log fails, and its folder is gone
+        os.rename(log_path.parent, tmp_path / "elsewhere")
+        held = drop_files(tmp_path / "inbox", 3, start=10)
+        wait_for(lambda: service.status().log_unwritable, timeout=60, what="the blocked state")
+        wait_for(lambda: service.status().queue_length == 3, timeout=60, what="three held")
+        wait_for(lambda: drive.refused >= 1, timeout=30, what="a refused write")
+        # the retries reopen the log by its path: its folder is not there, nor made again
+        wait_for(lambda: drive.reopened, timeout=30, what="a retry that reopens the log")
+        assert service.status().state == WATCHING and not log_path.parent.exists()
+        os.rename(tmp_path / "elsewhere", log_path.parent)  # plugged back in
+        drive.gone = False
+        wait_for(lambda: set(held) <= set(paths_logged(log_path)), timeout=60,
+                 what="the held results in the log")
+        wait_for(lambda: not service.status().log_unwritable, timeout=10, what="the error cleared")
+    finally:
+        service.stop()
+    counts = paths_logged(log_path)
+    assert [counts[p] for p in first + held] == [1] * 5
+    assert_well_formed(log_path)
+    assert len(told.messages) == 1
     assert [r for r in caplog.records if r.exc_info] == [], "a traceback was logged"

@@ -196,3 +196,8 @@ def test_misspelt_decode_key_is_named(tmp_path: Path) -> None:
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_freed_frames_go_back_to_the_system_on_glibc() -> None:
     assert heap.release_big_blocks()
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_the_app_shares_malloc_arenas_and_a_decoder_can_trim_on_glibc() -> None:
+    assert heap.few_arenas(1) and heap.trim()

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from teddywatch.csvcells import printable
 from teddywatch.results import ERROR, Result, format_confidence
 
 VERSION_NAME = "gallery-version.js"
@@ -42,7 +43,9 @@ class Live:
 
 
 def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+    """HTML-escaped, and a name that is not UTF-8 shown with its odd bytes as \\xff (the page
+    is UTF-8: such a name could not be written at all)."""
+    return html.escape(printable(str(value)), quote=True)
 
 
 def _file_uri(path: str) -> str:
