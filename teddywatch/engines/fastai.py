@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 from PIL import Image
 
 from teddywatch import resources
+from teddywatch.imaging import decode_size
 from teddywatch.engines import ModelError, file_sha256
 from teddywatch.engines.learner_kind import refuse_unservable
 from teddywatch.engines.probe import check_outputs
@@ -250,7 +251,7 @@ class FastaiEngine:
             vocab = vocab[-1]
         self.labels = tuple(str(v) for v in vocab)
         self.model_id = f"{path.name}@{file_sha256(path)[:8]}"
-        self.decode_size = self._input_size()
+        self.decode_size = decode_size(self._input_size())
         self.default_threshold = self._threshold()
         act = getattr(self.learn.loss_func, "activation", None)
         self._activation = act
