@@ -118,6 +118,10 @@ def test_fastbook_presizing_is_served_lean(body, camera_photo: Path,  # noqa: AN
     assert meta["batch_transform"]["model_size"] == [224, 224]
     assert meta["batch_transform"]["normalize"]["std"] == [0.229, 0.224, 0.225]
     _same_answers(learn, rep.onnx, [camera_photo, *FILES])
+    # The fastai engine decodes with the margin export measured (the .json beside the .pkl).
+    fastai_engine, onnx_engine = load_engine(tmp_path / "export.pkl", "fastai"), \
+        load_engine(rep.onnx, "onnx")
+    assert fastai_engine.decode_size == onnx_engine.decode_size
 
 
 class Sharpen(fv.Transform):

@@ -165,7 +165,7 @@ class OnnxEngine:
         self.labels = tuple(self.meta["labels"])
         self.preprocess = Preprocess.from_metadata(self.meta)
         self.decode_size = decode_size(max(self.preprocess.width, self.preprocess.height),
-                                       _decode_margin(self.meta, model_path))
+                                       decode_margin(self.meta, model_path))
         self.default_threshold = float(self.meta.get("unsure_threshold", 0.5))
         self.outputs_probabilities = self.meta.get("output", "probabilities") == "probabilities"
         self.concurrent_predict = True  # onnxruntime's Run is thread-safe; Preprocess is stateless
@@ -193,7 +193,7 @@ class OnnxEngine:
         self.session = None  # onnxruntime frees the session when it is collected
 
 
-def _decode_margin(meta: dict[str, Any], model_path: Path) -> float | None:
+def decode_margin(meta: dict[str, Any], model_path: Path) -> float | None:
     """The decode margin `teddywatch export` measured for this model (None: whole images).
 
     Metadata without one (the default model, older exports) gets imaging.DECODE_MARGIN."""
