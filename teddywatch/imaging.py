@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import threading
 import time
@@ -48,6 +49,27 @@ except ImportError:  # pragma: no cover - depends on the installation
 HEIF_SUPPORT = register_heif_opener is not None
 if register_heif_opener is not None:
     register_heif_opener()
+
+
+#: The smallest decode margin (see decode_size), and the one for models that record none.
+#: 1.4 x 224 = 314 px still decodes every camera photo of 2,512 px and up at 1/8 scale.
+DECODE_MARGIN = 1.4
+#: A min_size larger than any image: nothing is reduced while decoding.
+WHOLE_IMAGE = 1 << 30
+
+
+def decode_size(model_side: int, margin: float | None = DECODE_MARGIN) -> int:
+    """The `min_size` to decode with for a model whose input's longer side is `model_side`.
+
+    JPEG draft mode, libwebp's scaled decoding and `shrink` reduce an image by 2, 4 or 8 before
+    the model's resize, which fast.ai's `learn.predict` does from the full image. The reduction is
+    allowed only while the decoded image keeps `margin` x the model's size (None: never). How much
+    margin a model needs to answer within 0.01 of learn.predict depends on the model: measured by
+    bench/decode_margin.py, the default model needs none (largest difference 0.0067 at any
+    margin), models fine-tuned briefly need 2 to 8 or the whole image. `teddywatch export`
+    measures each model on its check photos and records its margin (`export_check`).
+    """
+    return WHOLE_IMAGE if margin is None else math.ceil(margin * model_side)
 
 
 class DecodeError(Exception):

@@ -13,10 +13,7 @@ pytest.importorskip("fastai", reason="export needs the [fastai] extra")
 
 
 def tiny_learner(folder: Path) -> Path:
-    """A resnet18 vision_learner trained for a couple of batches on the fixtures, exported.
-
-    128 px: the export check's photos are then decoded whole, as learn.predict does (smaller
-    models meet JPEG draft decoding, issue 13 item 1)."""
+    """A resnet18 vision_learner trained for a couple of batches on the fixtures, exported."""
     import torch
     from fastai.vision.all import ImageDataLoaders, Resize, resnet18, vision_learner
 
@@ -38,7 +35,7 @@ def test_export_writes_onnx_and_checks_both_engines(tmp_path: Path,
     proc = run_cli("export", str(learner), "--out", str(out), env=user_env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "torch.jit.script" not in proc.stderr and "FutureWarning" not in proc.stderr
-    assert "checked against learn.predict on 3 images: same label on every one" in proc.stdout
+    assert "checked against learn.predict on 4 images: same label on every one" in proc.stdout
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["resize"]["method"] == "crop" and meta["input"]["size"] == [128, 128]
 

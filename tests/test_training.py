@@ -44,8 +44,9 @@ def test_tiny_vision_learner_round_trips_through_export(tmp_path: Path) -> None:
     rep = training.export(pkl, None, check_images=FIXTURE_FILES[:4])
     assert rep.onnx == tmp_path / "export.onnx" and rep.onnx.is_file()
     assert not list(tmp_path.glob("*.data"))  # a single file, no external weights
-    # The built-in check photos plus the four given, through teddywatch's decoder vs learn.predict.
-    assert rep.max_abs_diff <= 0.01 and rep.labels_agree and rep.checked_images == 3 + 4
+    # The built-in check photos (3 + a camera-sized one) plus the four given, through teddywatch's
+    # decoder vs learn.predict.
+    assert rep.max_abs_diff <= 0.01 and rep.labels_agree and rep.checked_images == 4 + 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "export.onnx",
                                                           "export.pkl"]
     meta = json.loads(rep.metadata.read_text())

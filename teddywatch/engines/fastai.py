@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 from PIL import Image
 
 from teddywatch import resources
+from teddywatch.imaging import DECODE_MARGIN, decode_size
 from teddywatch.engines import ModelError, file_sha256
 from teddywatch.engines.learner_kind import refuse_unservable
 from teddywatch.engines.probe import check_outputs
@@ -250,7 +251,7 @@ class FastaiEngine:
             vocab = vocab[-1]
         self.labels = tuple(str(v) for v in vocab)
         self.model_id = f"{path.name}@{file_sha256(path)[:8]}"
-        self.decode_size = self._input_size()
+        self.decode_size = decode_size(self._input_size(), self._decode_margin())
         self.default_threshold = self._threshold()
         act = getattr(self.learn.loss_func, "activation", None)
         self._activation = act
@@ -266,6 +267,20 @@ class FastaiEngine:
                 xtra = getattr(t, "val_xtra", 0.0)
                 return int(max(s) * (1 + xtra)) if xtra else int(max(s))
         return 224
+
+    def _decode_margin(self) -> float | None:
+        """The margin `teddywatch export` measured for this learner (its .json beside it)."""
+        meta = self.path.with_suffix(".json")
+        if not meta.is_file():
+            return DECODE_MARGIN
+        import json
+
+        from teddywatch.engines.onnx import decode_margin
+
+        try:
+            return decode_margin(json.loads(meta.read_text()), meta)
+        except (ValueError, AttributeError):
+            return DECODE_MARGIN
 
     def _threshold(self) -> float:
         meta = self.path.with_suffix(".json")

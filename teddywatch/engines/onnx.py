@@ -20,7 +20,7 @@ from PIL import Image
 
 from teddywatch.engines import ModelError
 from teddywatch.engines.probe import check_outputs
-from teddywatch.imaging import DECODE_THREADS, thread_pool
+from teddywatch.imaging import DECODE_MARGIN, DECODE_THREADS, decode_size, thread_pool
 from teddywatch.results import Prediction
 
 #: The optional second output: what the model's last layer reads (training/features_output.py).
@@ -44,6 +44,7 @@ class Preprocess:
     val_xtra: float = 0.14
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
+    resample: str = "bilinear"  # the Pillow filter of fast.ai's resize (its `resamples[0]`)
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> "Preprocess":
@@ -56,17 +57,26 @@ class Preprocess:
                    pad_mode=resize.get("pad_mode", "reflection"),
                    val_xtra=float(resize.get("val_xtra", 0.14) or 0.0),
                    mean=tuple(norm["mean"]) if norm.get("mean") else None,
-                   std=tuple(norm["std"]) if norm.get("std") else None)
+                   std=tuple(norm["std"]) if norm.get("std") else None,
+                   resample=str(resize.get("resample", "bilinear")))
+
+    @functools.cached_property
+    def filter(self) -> Image.Resampling:
+        try:
+            return Image.Resampling[self.resample.upper()]
+        except KeyError:
+            raise ModelError(f"the model's metadata names an unknown resize filter "
+                             f"{self.resample!r}; re-export it with 'teddywatch export'.") from None
 
     def resize(self, image: Image.Image) -> Image.Image:
         """The image as fast.ai's validation transform leaves it: exactly width x height."""
         if self.transform == "RandomResizedCrop":
             # Validation: squish the whole image to size + xtra, then center-crop to size.
             xtra = math.ceil(max(self.width, self.height) * self.val_xtra / 8) * 8
-            squished = image.resize((self.width + xtra, self.height + xtra), Image.BILINEAR)
+            squished = image.resize((self.width + xtra, self.height + xtra), self.filter)
             return _center_crop(squished, self.width, self.height)
         if self.method == "squish":
-            return image.resize((self.width, self.height), Image.BILINEAR)
+            return image.resize((self.width, self.height), self.filter)
         return self._crop_or_pad(image)
 
     def _crop_or_pad(self, image: Image.Image) -> Image.Image:
@@ -81,7 +91,7 @@ class Preprocess:
             box = image.crop((left, top, left + cw, top + ch))
         else:
             box = self._pad(image, left, top, cw, ch)
-        return box.resize((self.width, self.height), Image.BILINEAR)
+        return box.resize((self.width, self.height), self.filter)
 
     def _pad(self, image: Image.Image, left: int, top: int, cw: int, ch: int) -> Image.Image:
         w, h = image.size
@@ -104,7 +114,7 @@ class Preprocess:
         if self.transform == "RandomResizedCrop":
             xtra = math.ceil(max(self.width, self.height) * self.val_xtra / 8) * 8
             squished = np.asarray(image.resize((self.width + xtra, self.height + xtra),
-                                               Image.BILINEAR))
+                                               self.filter))
             h, w = squished.shape[:2]
             left, top = (w - self.width) // 2, (h - self.height) // 2
             pixels = squished[top:top + self.height, left:left + self.width]
@@ -157,7 +167,8 @@ class OnnxEngine:
         self.meta = read_metadata(model_path)
         self.labels = tuple(self.meta["labels"])
         self.preprocess = Preprocess.from_metadata(self.meta)
-        self.decode_size = max(self.preprocess.width, self.preprocess.height)
+        self.decode_size = decode_size(max(self.preprocess.width, self.preprocess.height),
+                                       decode_margin(self.meta, model_path))
         self.default_threshold = float(self.meta.get("unsure_threshold", 0.5))
         self.outputs_probabilities = self.meta.get("output", "probabilities") == "probabilities"
         self.concurrent_predict = True  # onnxruntime's Run is thread-safe; Preprocess is stateless
@@ -196,6 +207,21 @@ class OnnxEngine:
 
     def close(self) -> None:
         self.session = None  # onnxruntime frees the session when it is collected
+
+
+def decode_margin(meta: dict[str, Any], model_path: Path) -> float | None:
+    """The decode margin `teddywatch export` measured for this model (None: whole images).
+
+    Metadata without one (the default model, older exports) gets imaging.DECODE_MARGIN."""
+    decoding = meta.get("decode") or {}
+    if "margin" not in decoding:
+        return DECODE_MARGIN
+    margin = decoding["margin"]
+    if margin is None or (isinstance(margin, (int, float)) and margin >= 1):
+        return margin
+    raise ModelError(f"{model_path.with_suffix('.json')}: decode.margin is {margin!r}, expected "
+                     "a number of at least 1 or null. Re-export the model with 'teddywatch "
+                     "export'.")
 
 
 def _open_session(model_path: Path, threads: int) -> Any:
