@@ -4,13 +4,13 @@
 or of `teddywatch classify`), with the decoder processes it took from the pool. While files are
 plenty it keeps up to four queued at each process (so a process goes from one file to the next
 without waiting for the app, which reads several answers each time it wakes), at the end one (so
-the last files go to whichever is free first); it lends
-a process back as soon as it has no file of this batch left (the next batch may be waiting for
-it). It reads their answers as they come (`multiprocessing.connection.wait`: one thread, no
-hand-off between threads) and answers their questions: room in `pixelbudget.BUDGET` for a large
-frame (given when it fits, tried again meanwhile) and log records to log. A process with files
-holds `SMALL_FRAME` bytes of the budget for the frames it decodes without asking, so the frames
-of all decoder processes together stay within the budget.
+the last files go to whichever is free first), and it lends a process back as soon as it has no
+file of this batch left (the next batch may be waiting for it). It reads their answers as they
+come (`multiprocessing.connection.wait`: one thread, no hand-off between threads) and answers
+their questions: room in `pixelbudget.BUDGET` for a large frame (given when it fits, tried again
+meanwhile) and log records to log. A process with files holds `SMALL_FRAME` bytes of the budget
+for the frames it decodes without asking, so the frames of all decoder processes together stay
+within the budget.
 
 A file's time starts when its process begins it (the previous file's answer, or the process
 saying it is ready) and stops while it waits for room in the budget. Past the limit the process
