@@ -17,8 +17,8 @@ them in many small pieces, waking both processes for each). Over the socket, pic
 
 The app may send the next file before this one is done (so no time is lost between files);
 requests wait their turn. So that the next image never overwrites one the app has not read yet,
-images go to the shared file at 0 and at `SECOND_HALF` by turns (the app has at most two files
-at a process, and sends a third only once it has read the first's answer). It kills this process when a file takes too long: nothing here needs
+images go to `PLACES` places in the shared file by turns (the app has at most that many files
+at a process, and sends the next only once it has read the first's answer). It kills this process when a file takes too long: nothing here needs
 to clean up. This ends on its own when the socket closes (the app stopped or died) or after
 `idle` seconds without a file.
 """
@@ -32,8 +32,9 @@ import sys
 from collections import deque
 from multiprocessing.connection import Connection
 
-#: Where every second image is written in the shared file (a sparse file: nothing in between).
-SECOND_HALF = 1 << 30
+#: Images go to the shared file at 0, 1 GB, 2 GB ... by turns (a sparse file: nothing between).
+PLACES = 4
+PLACE_BYTES = 1 << 30
 #: A decoder with no file to decode for this long ends (the app starts another when needed).
 IDLE_SECONDS = 60.0  # (the app passes decoders.IDLE_SECONDS)
 
@@ -111,7 +112,7 @@ def main(argv: list[str]) -> int:
     channel = Channel(conn)
     budget = RemoteBudget(channel)
     levels: dict[str, int] = {}
-    at = 0  # where the next image goes in the shared file
+    images = 0  # written so far (the next goes to place images % PLACES)
     try:
         conn.send(("ready",))
         while (request := channel.next_request(idle)) is not None:
@@ -123,8 +124,9 @@ def main(argv: list[str]) -> int:
                     logging.getLogger(name or None).setLevel(level)
                 levels = wanted
             Image.MAX_IMAGE_PIXELS = max_pixels
+            at = images % PLACES * PLACE_BYTES
             if _decode_one(conn, pixels, at, imaging, path, min_size, budget):
-                at = SECOND_HALF - at
+                images += 1
             if budget.large:  # its strips and copies left the heap in pieces: give them back
                 budget.large = False
                 heap.trim()

@@ -2,14 +2,15 @@
 
 `decode_many` runs on the thread that wants the images (a batch of the watch service's worker,
 or of `teddywatch classify`), with the decoder processes it took from the pool. While files are
-plenty it keeps two queued at each process (so a process goes from one file to the next without
-waiting for the app), at the end one (so the last files go to whichever is free first); it lends
-a process back as soon as it has no file of this batch left (the next batch may be waiting for
-it). It reads their answers as they come (`multiprocessing.connection.wait`: one thread, no
-hand-off between threads) and answers their questions: room in `pixelbudget.BUDGET` for a large
-frame (given when it fits, tried again meanwhile) and log records to log. A process with files
-holds `SMALL_FRAME` bytes of the budget for the frames it decodes without asking, so the frames
-of all decoder processes together stay within the budget.
+plenty it keeps up to four queued at each process (so a process goes from one file to the next
+without waiting for the app, which reads several answers each time it wakes), at the end one (so
+the last files go to whichever is free first), and it lends a process back as soon as it has no
+file of this batch left (the next batch may be waiting for it). It reads their answers as they
+come (`multiprocessing.connection.wait`: one thread, no hand-off between threads) and answers
+their questions: room in `pixelbudget.BUDGET` for a large frame (given when it fits, tried again
+meanwhile) and log records to log. A process with files holds `SMALL_FRAME` bytes of the budget
+for the frames it decodes without asking, so the frames of all decoder processes together stay
+within the budget.
 
 A file's time starts when its process begins it (the previous file's answer, or the process
 saying it is ready) and stops while it waits for room in the budget. Past the limit the process
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Sequence
 from PIL import Image
 
 from teddywatch import imaging
+from teddywatch.decodechild import PLACES
 from teddywatch.decoderprocess import SMALL_FRAME, DecoderProcess, ended, log_from_child
 from teddywatch.imaging import DecodeError
 from teddywatch.pixelbudget import Budget
@@ -42,8 +44,9 @@ log = logging.getLogger("teddywatch.decoders")
 
 Outcome = tuple[Image.Image | BaseException, float]
 
-#: Files queued at one process at a time while there are plenty (the one it decodes, the next).
-DEPTH = 2  # (not more: a decoder process writes images to two places in turn, decodechild)
+#: Files queued at one process at a time while there are plenty: it goes from one to the next
+#: without waiting for the app, and the app reads several answers each time it wakes.
+DEPTH = PLACES  # (not more: a decoder process writes its images to that many places in turn)
 #: How often a frame waiting for room in the budget asks again (the room is made elsewhere).
 BUDGET_RETRY = 0.02
 #: How long a new decoder process may take to import Pillow and say it is ready.
@@ -125,8 +128,7 @@ class _Run:
                 slot.allowance = self.budget.try_acquire(SMALL_FRAME) or 0
                 if not slot.allowance:
                     continue  # a large frame elsewhere has the budget: wait for room
-            while self.todo and len(slot.turns) < (DEPTH if len(self.todo) > len(self.slots)
-                                                   else 1):
+            while self.todo and len(slot.turns) < self._depth():
                 turn = _Turn(self.todo.popleft())
                 try:
                     slot.process.send(self.paths[turn.index], self.min_size)
@@ -137,6 +139,12 @@ class _Run:
                 slot.turns.append(turn)
                 if len(slot.turns) == 1 and slot.process.ready:
                     self._begin(turn)
+
+    def _depth(self) -> int:
+        """Files to queue at each process: an even share of what is left, at most DEPTH (the
+        last files go to whichever process is free first)."""
+        left = len(self.todo) + sum(len(slot.turns) for slot in self.slots)
+        return max(1, min(DEPTH, left // max(1, len(self.slots))))
 
     def _begin(self, turn: _Turn) -> None:
         turn.started = time.perf_counter()

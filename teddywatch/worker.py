@@ -202,13 +202,22 @@ class Worker:
                     if batch:
                         pending.append((batch, _start(pool, self._classify, batch)))
                     elif pending:  # the oldest batch's rows go out first, whatever finishes first
-                        self._deliver(pending.popleft()[1].result())
+                        results = pending.popleft()[1].result()
+                        self._refill(pool, pending)
+                        self._deliver(results)
                     elif self.paused and not self._stop.is_set():
                         self._running.wait(0.5)
                 self.in_hand = sum(len(jobs) for jobs, _ in pending) + len(self._held)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
+
+    def _refill(self, pool: ThreadPoolExecutor | None, pending: deque) -> None:
+        """Start the next batch, if one is waiting, before the finished one's rows go out (each
+        row is fsynced): the model keeps working meanwhile, with the same images in hand."""
+        batch = self._take(waiting=True) if pool is not None else []
+        if batch:
+            pending.append((batch, _start(pool, self._classify, batch)))
 
     def _while_held(self, pending: deque) -> None:
         """Blocked: the batches in hand join the held results; retry on schedule, or at stop."""

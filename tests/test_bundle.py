@@ -137,6 +137,33 @@ def test_classify_camera_sized_webp_and_progressive_jpeg(bundle: Path, user_env:
         ("grizzly_progressive.jpg", "grizzly", "ok"), ("grizzly_webp.jpg", "grizzly", "ok")]
 
 
+def test_frozen_decoder_processes_stop_a_slow_file_and_classify_the_rest(
+        bundle: Path, user_env: dict[str, str], tmp_path: Path) -> None:
+    # The frozen executable is its own decoder process (--decoder-process): a file past the
+    # time limit is killed there, the photos after it are classified, nothing falls back.
+    from conftest import many_strip_tiff
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for path in FIXTURE_FILES[:4]:
+        shutil.copy(path, folder / path.name)
+    many_strip_tiff(folder / "black_3_slow.tif")  # sorted between the photos
+    config = tmp_path / "config.toml"
+    config.write_text("[decode]\ntime_limit_seconds = 0.5\n", encoding="utf-8")
+    proc = run_frozen(bundle, "--config", str(config), "classify", "--format", "csv",
+                      str(folder), env=user_env)
+    assert proc.returncode == 1, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [Path(r["path"]).name for r in rows] == sorted(
+        [p.name for p in FIXTURE_FILES[:4]] + ["black_3_slow.tif"])
+    for row in rows:
+        if row["path"].endswith(".tif"):
+            assert row["detail"].startswith("took longer than 0.5 s to decode"), row
+        else:
+            assert row["label"] == expected_label(row["path"]), row
+    assert "own process instead" not in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_config_commands_use_the_bundled_example(bundle: Path, user_env: dict[str, str],
                                                  tmp_path: Path) -> None:
     target = tmp_path / "config.toml"
